@@ -1,0 +1,355 @@
+"""DynamoDB attribute values -> BigQuery values, exactly.
+
+==========  ==============================================  =====================================
+DynamoDB    promoted column (:func:`column_value`)          in ``item``, plain JSON (:func:`plain`)
+==========  ==============================================  =====================================
+S           STRING                                          string
+N           INT64 if an integer in range; NUMERIC if it     number when the float64 round trip is
+            fits (38 digits, scale 9); BIGNUMERIC if it     exact, else a string with the exact
+            fits (scale 38); else STRING, the exact decimal decimal
+B           BYTES                                           base64 string
+BOOL        BOOL                                            true / false
+NULL        NULL                                            null
+SS, NS, BS  ARRAY of the element type, sorted               array, sorted
+M           JSON                                            object
+L           JSON                                            array
+==========  ==============================================  =====================================
+
+Numbers are DynamoDB's decimal text (up to 38 significant digits, 1E-130 to 9.99...E+125, either
+sign). They are never passed through a float unless the float gives back the same value, and never
+through a ``decimal`` context (which rounds to 28 digits); boto3's ``TypeDeserializer`` is not used
+(it raises on valid numbers such as ``1234567895171680000000000000000000000000``).
+``-0`` is the number 0 (DynamoDB numbers have no negative zero); trailing zeros do not change a
+number's value, so ``1.50`` is the number 1.5 in ``item``. The changelog keeps the text as it came.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from ddb2bq.exceptions import ConversionError
+from ddb2bq.records import AttributeValue, Item
+
+JsonValue = Any
+_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_SAFE_INTEGER = 2**53
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+NUMERIC_INTEGER_DIGITS, NUMERIC_SCALE = 29, 9
+BIGNUMERIC_SCALE = 38
+# BIGNUMERIC holds values in [-2**255 / 10**38, (2**255 - 1) / 10**38].
+_BIGNUMERIC_MAX_SCALED = 2**255 - 1
+
+
+class Conflict:
+    """The value does not fit the column's type: the column is NULL, the value stays in ``item``."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Conflict({self.reason!r})"
+
+
+def plain_item(item: Item) -> dict[str, JsonValue]:
+    """Convert a whole item to plain JSON values.
+
+    >>> plain_item({"id": {"S": "a"}, "n": {"N": "1.50"}, "tags": {"SS": ["b", "a"]}})
+    {'id': 'a', 'n': 1.5, 'tags': ['a', 'b']}
+    """
+    out = {}
+    for name, value in item.items():
+        try:
+            out[name] = _PLAIN[_tag(value)](value)
+        except _BadValueError as exc:
+            raise ConversionError(exc.message, path=_join(name, exc.path)) from None
+    return out
+
+
+def plain(value: AttributeValue) -> JsonValue:
+    """Convert one attribute value to its plain JSON value (see the table above)."""
+    try:
+        return _PLAIN[_tag(value)](value)
+    except _BadValueError as exc:
+        raise ConversionError(exc.message, path=exc.path) from None
+
+
+def number_json(text: str) -> int | float | str:
+    """A DynamoDB number as a JSON value: an int or float when exact, else the decimal text.
+
+    >>> number_json("12"), number_json("0.1"), number_json("1E+125"), number_json("0.1000000000000000000001")
+    (12, 0.1, 1e+125, '0.1000000000000000000001')
+    """
+    try:
+        return _number_json(text)
+    except _BadValueError as exc:
+        raise ConversionError(exc.message) from None
+
+
+def _number_json(text: str) -> int | float | str:
+    if len(text) < 16 and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
+        return int(text)
+    value = _parse_number(text)
+    if value.adjusted() < 17 and value == value.to_integral_value():
+        whole = int(value)
+        if -_SAFE_INTEGER <= whole <= _SAFE_INTEGER:
+            return whole
+    as_float = float(value)
+    if Decimal(repr(as_float)) == value:
+        return as_float
+    return text
+
+
+def parse_number(text: str) -> Decimal:
+    """Parse DynamoDB number text exactly; raise ConversionError on text that is not a number."""
+    try:
+        return _parse_number(text)
+    except _BadValueError as exc:
+        raise ConversionError(exc.message) from None
+
+
+def _parse_number(text: Any) -> Decimal:
+    if not isinstance(text, str) or _NUMBER.fullmatch(text) is None:
+        raise _BadValueError(f"{_short(text)} is not a DynamoDB number")
+    return Decimal(text)
+
+
+def _significant(value: Decimal) -> tuple[int, str, int]:
+    """``(sign, digits, exponent)`` with no leading zeros and no trailing zeros after the point."""
+    sign, digit_tuple, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digit_tuple)).lstrip("0")
+    if not digits:
+        return 0, "", 0
+    stripped = digits.rstrip("0")
+    removable = min(len(digits) - len(stripped), max(0, -exponent))
+    return sign, digits[: len(digits) - removable], exponent + removable
+
+
+def decimal_text(value: Decimal) -> str:
+    """The exact positional decimal text of ``value``, without exponent or trailing zeros.
+
+    >>> decimal_text(Decimal("1.500")), decimal_text(Decimal("1E+3")), decimal_text(Decimal("-0"))
+    ('1.5', '1000', '0')
+    """
+    sign, digits, exponent = _significant(value)
+    if not digits:
+        return "0"
+    if exponent >= 0:
+        body = digits + "0" * exponent
+    elif -exponent >= len(digits):
+        body = "0." + "0" * (-exponent - len(digits)) + digits
+    else:
+        body = digits[:exponent] + "." + digits[exponent:]
+    return ("-" if sign else "") + body
+
+
+def number_kind(value: Decimal) -> str:
+    """The narrowest BigQuery type holding ``value`` exactly: INT64, NUMERIC, BIGNUMERIC or STRING.
+
+    >>> [number_kind(Decimal(t)) for t in ("-9223372036854775808", "0.5", "1E-30", "1E+125")]
+    ['INT64', 'NUMERIC', 'BIGNUMERIC', 'STRING']
+    """
+    sign, digits, exponent = _significant(value)
+    if not digits:
+        return "INT64"
+    scale = max(0, -exponent)
+    integer_digits = max(0, len(digits) + exponent)
+    if scale == 0 and integer_digits <= 19:
+        whole = int(digits) * 10**exponent
+        if INT64_MIN <= (-whole if sign else whole) <= INT64_MAX:
+            return "INT64"
+    if scale <= NUMERIC_SCALE and integer_digits <= NUMERIC_INTEGER_DIGITS:
+        return "NUMERIC"
+    if scale <= BIGNUMERIC_SCALE and integer_digits <= 39:
+        scaled = int(digits) * 10 ** (BIGNUMERIC_SCALE + exponent)
+        if scaled <= _BIGNUMERIC_MAX_SCALED + sign:
+            return "BIGNUMERIC"
+    return "STRING"
+
+
+_NUMERIC_ORDER = {"INT64": 0, "NUMERIC": 1, "BIGNUMERIC": 2, "STRING": 3}
+
+
+def widen(current: str | None, kind: str) -> str:
+    """The wider of two numeric column types (INT64 -> NUMERIC -> BIGNUMERIC -> STRING)."""
+    if current is None:
+        return kind
+    return current if _NUMERIC_ORDER[current] >= _NUMERIC_ORDER[kind] else kind
+
+
+def column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflict:
+    """The value of a promoted column of ``column_type`` (``STRING``, ``ARRAY<NUMERIC>``, ...).
+
+    Returns a :class:`Conflict` when the value does not fit; the caller leaves the column NULL.
+    Numbers are exact decimal text, as BigQuery accepts for INT64, NUMERIC and BIGNUMERIC.
+
+    >>> column_value({"N": "1.50"}, "NUMERIC"), column_value({"S": "x"}, "INT64")
+    ('1.5', Conflict('a S value does not fit a INT64 column'))
+    """
+    tag = _tag(value)
+    if tag == "NULL":
+        return None
+    if column_type == "JSON":
+        return orjson.dumps(plain(value)).decode()
+    if column_type.startswith("ARRAY<"):
+        element = column_type[6:-1]
+        element_tag = _SET_ELEMENT.get(tag)
+        if element_tag is None:
+            return Conflict(f"a {tag} value does not fit a {column_type} column")
+        results = [column_value({element_tag: v}, element) for v in _sorted_set(tag, value[tag])]
+        return next((r for r in results if isinstance(r, Conflict)), results)
+    return _scalar_column_value(tag, value[tag], column_type)
+
+
+def _scalar_column_value(tag: str, raw: Any, column_type: str) -> JsonValue | Conflict:
+    if tag == "N" and column_type in ("INT64", "NUMERIC", "BIGNUMERIC", "STRING"):
+        number = parse_number(raw)
+        if column_type == "STRING" or widen(number_kind(number), column_type) == column_type:
+            return decimal_text(number)
+        return Conflict(f"{raw} does not fit a {column_type} column")
+    if (tag, column_type) in _SCALAR_FITS:
+        return raw
+    return Conflict(f"a {tag} value does not fit a {column_type} column")
+
+
+_SCALAR_FITS = frozenset({("S", "STRING"), ("B", "BYTES"), ("BOOL", "BOOL")})
+_SET_ELEMENT = {"SS": "S", "NS": "N", "BS": "B"}
+
+
+class _BadValueError(Exception):
+    """A value error inside the recursive conversion; ``path`` grows as it unwinds."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+def _join(name: str, inner: str) -> str:
+    if not inner:
+        return name
+    return f"{name}{inner}" if inner.startswith("[") else f"{name}.{inner}"
+
+
+def _tag(value: Any) -> str:
+    if type(value) is dict and len(value) == 1:
+        for tag in value:
+            if tag in _PLAIN:
+                return str(tag)
+    raise _BadValueError(
+        f"{_short(value)} is not a DynamoDB attribute value (one of {', '.join(_PLAIN)})"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _string(value: AttributeValue) -> JsonValue:
+    text = value["S"]
+    if type(text) is not str:
+        raise _BadValueError(f"S value {_short(text)} is not a string")
+    return text
+
+
+def _number(value: AttributeValue) -> JsonValue:
+    return _number_json(value["N"])
+
+
+def _binary(value: AttributeValue) -> JsonValue:
+    return _check_base64(value["B"])
+
+
+def _check_base64(text: Any) -> str:
+    if type(text) is not str:
+        raise _BadValueError(f"B value {_short(text)} is not base64 text")
+    try:
+        base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise _BadValueError(f"B value {_short(text)} is not valid base64") from exc
+    return text
+
+
+def _bool(value: AttributeValue) -> JsonValue:
+    flag = value["BOOL"]
+    if type(flag) is not bool:
+        raise _BadValueError(f"BOOL value {_short(flag)} is not true or false")
+    return flag
+
+
+def _null(value: AttributeValue) -> JsonValue:
+    return None
+
+
+def _sorted_set(tag: str, members: Any) -> list[Any]:
+    if type(members) is not list:
+        raise _BadValueError(f"{tag} value {_short(members)} is not a list")
+    if tag == "NS":
+        return sorted(members, key=_parse_number)
+    if tag == "BS":
+        return sorted(members, key=lambda m: base64.b64decode(_check_base64(m)))
+    for member in members:
+        if type(member) is not str:
+            raise _BadValueError(f"SS member {_short(member)} is not a string")
+    return sorted(members)
+
+
+def _string_set(value: AttributeValue) -> JsonValue:
+    return _sorted_set("SS", value["SS"])
+
+
+def _number_set(value: AttributeValue) -> JsonValue:
+    return [_number_json(m) for m in _sorted_set("NS", value["NS"])]
+
+
+def _binary_set(value: AttributeValue) -> JsonValue:
+    return _sorted_set("BS", value["BS"])
+
+
+def _map(value: AttributeValue) -> JsonValue:
+    members = value["M"]
+    if type(members) is not dict:
+        raise _BadValueError(f"M value {_short(members)} is not an object")
+    out = {}
+    for name, member in members.items():
+        try:
+            out[name] = _PLAIN[_tag(member)](member)
+        except _BadValueError as exc:
+            raise _BadValueError(exc.message, _join(name, exc.path)) from None
+    return out
+
+
+def _list(value: AttributeValue) -> JsonValue:
+    members = value["L"]
+    if type(members) is not list:
+        raise _BadValueError(f"L value {_short(members)} is not a list")
+    out = []
+    for index, member in enumerate(members):
+        try:
+            out.append(_PLAIN[_tag(member)](member))
+        except _BadValueError as exc:
+            raise _BadValueError(exc.message, _join(f"[{index}]", exc.path)) from None
+    return out
+
+
+_PLAIN: dict[str, Callable[[AttributeValue], JsonValue]] = {
+    "S": _string,
+    "N": _number,
+    "B": _binary,
+    "BOOL": _bool,
+    "NULL": _null,
+    "SS": _string_set,
+    "NS": _number_set,
+    "BS": _binary_set,
+    "M": _map,
+    "L": _list,
+}

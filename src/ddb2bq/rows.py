@@ -1,0 +1,170 @@
+"""Change -> the changelog row and the mirror row the BigQuery sink sends.
+
+Both rows are plain dicts keyed by column name, with values as BigQuery's JSON APIs take them:
+TIMESTAMP as RFC 3339 text in UTC, JSON columns as JSON text, NUMERIC/BIGNUMERIC as exact
+decimal text, BYTES as base64 text, ARRAY columns as lists.
+
+The changelog row carries, beside the lossless DynamoDB-typed ``new_image``/``old_image``, the
+converted ``item`` and promoted columns of the new image, so that the ``view`` and ``merge``
+mirrors are plain SQL over the changelog and never re-convert values in SQL.
+
+The mirror row is the state of the item after the change, or None when the item is gone (a hard
+delete) or when the change carries no new image (KEYS_ONLY and OLD_IMAGE streams: the changelog
+records the change; the mirror needs NEW_IMAGE or NEW_AND_OLD_IMAGES).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ddb2bq.convert import Conflict, column_value, plain_item
+from ddb2bq.exceptions import ConversionError
+from ddb2bq.records import Change, Item, now_micros
+from ddb2bq.schema import Column, TableLayout
+
+Row = dict[str, Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """What one change becomes: its changelog row, its mirror row, and the type conflicts met.
+
+    ``conflicts`` holds ``(column, reason)`` for promoted columns left NULL because the value
+    did not fit; the value is still in ``item``.
+    """
+
+    change: Change
+    changelog: Row
+    mirror: Row | None
+    conflicts: tuple[tuple[str, str], ...] = ()
+
+
+class RowBuilder:
+    """Builds rows for one table layout.
+
+    >>> from ddb2bq.records import Change
+    >>> from ddb2bq.schema import build_layout
+    >>> builder = RowBuilder(build_layout([("Id", "N")]), clock=lambda: 0)
+    >>> change = Change("INSERT", {"Id": {"N": "1"}}, {"Id": {"N": "1"}}, None, "0/0/0/1", 0, "e1")
+    >>> builder.build(change).mirror
+    {'Id': '1', 'item': '{"Id":1}', '_seq': '0/0/0/1', '_changed_at': '1970-01-01T00:00:00.000000Z'}
+    """
+
+    def __init__(self, layout: TableLayout, *, clock: Callable[[], int] = now_micros) -> None:
+        self.layout = layout
+        self._clock = clock
+        self._key_columns = [(c, c.attribute or c.name) for c in layout.keys]
+        self._promoted = [(c, c.attribute or c.name) for c in layout.promoted]
+
+    def build(self, change: Change) -> Rows:
+        """The rows of one change; raises ConversionError naming the key or attribute."""
+        where = _describe(change)
+        try:
+            key_values = self._key_values(change)
+            item = None if change.new_image is None else plain_item(change.new_image)
+            promoted, conflicts = self._promoted_values(change.new_image)
+            mirror_old = self._soft_deleted(change, key_values)
+        except ConversionError as exc:
+            raise ConversionError(str(exc), record=where) from None
+        changed_at = timestamp_text(change.changed_at_us)
+        item_text = None if item is None else orjson.dumps(item).decode()
+        changelog = {
+            "event_id": change.event_id,
+            "op": change.op,
+            "seq": change.seq,
+            "changed_at": changed_at,
+            "ingested_at": timestamp_text(self._clock()),
+            **key_values,
+            "new_image": _json_text(change.new_image),
+            "old_image": _json_text(change.old_image),
+            "is_ttl_delete": change.is_ttl_delete,
+            "item": item_text,
+            **promoted,
+        }
+        tail = {"_seq": change.seq, "_changed_at": changed_at}
+        if mirror_old is not None:
+            mirror: Row | None = {**mirror_old, **tail, "_deleted": True}
+        elif change.op == "REMOVE" or item_text is None:
+            mirror = None
+        else:
+            mirror = {**key_values, **promoted, "item": item_text, **tail}
+            if self.layout.soft_deletes:
+                mirror["_deleted"] = False
+        return Rows(change, changelog, mirror, conflicts)
+
+    def build_all(self, changes: Iterable[Change]) -> list[Rows]:
+        """The rows of several changes, in order."""
+        return [self.build(change) for change in changes]
+
+    def _soft_deleted(self, change: Change, keys: Row) -> Row | None:
+        """The mirror row of a soft-deleted item: its last known state, flagged."""
+        if change.op != "REMOVE" or not self.layout.soft_deletes:
+            return None
+        last, _ = self._promoted_values(change.old_image)
+        old = None if change.old_image is None else plain_item(change.old_image)
+        return {**keys, **last, "item": None if old is None else orjson.dumps(old).decode()}
+
+    def _key_values(self, change: Change) -> Row:
+        values = {}
+        for column, attribute in self._key_columns:
+            value = change.keys.get(attribute)
+            if value is None:
+                raise ConversionError(f"the change has no value for key attribute {attribute!r}")
+            converted = column_value(value, column.type)
+            if isinstance(converted, Conflict):
+                raise ConversionError(
+                    f"key {attribute!r} = {value!r} does not fit key column {column.name!r} "
+                    f"({column.type}); set its type in [columns] types, for example "
+                    f'{attribute} = "STRING"',
+                    path=attribute,
+                )
+            values[column.name] = converted
+        return values
+
+    def _promoted_values(self, image: Item | None) -> tuple[Row, tuple[tuple[str, str], ...]]:
+        values: Row = {}
+        conflicts: list[tuple[str, str]] = []
+        for column, attribute in self._promoted:
+            value = None if image is None else image.get(attribute)
+            converted = None if value is None else _promoted_value(value, column, attribute)
+            if isinstance(converted, Conflict):
+                conflicts.append((column.name, converted.reason))
+                converted = None
+            values[column.name] = converted
+        return values, tuple(conflicts)
+
+
+def _promoted_value(value: Any, column: Column, attribute: str) -> Any:
+    try:
+        return column_value(value, column.type)
+    except ConversionError as exc:
+        raise ConversionError(str(exc), path=attribute) from None
+
+
+def timestamp_text(micros: int) -> str:
+    """RFC 3339 UTC text of a time in microseconds since the epoch.
+
+    >>> timestamp_text(1479499740_000000)
+    '2016-11-18T20:09:00.000000Z'
+    """
+    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _json_text(image: Item | None) -> str | None:
+    return None if image is None else orjson.dumps(image).decode()
+
+
+def _describe(change: Change) -> str:
+    keys = ", ".join(f"{k}={_scalar(v)!r}" for k, v in change.keys.items())
+    table = f"table {change.table!r}, " if change.table else ""
+    return f"{table}event {change.event_id or '?'} (key {keys})"
+
+
+def _scalar(value: Any) -> Any:
+    return next(iter(value.values()), None) if isinstance(value, dict) else value
