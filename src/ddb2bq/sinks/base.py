@@ -1,0 +1,54 @@
+"""The one contract every writer keeps: write a batch, say which changes failed and why.
+
+A writer never raises for a row-level problem: it returns a :class:`WriteResult` whose
+``failures`` name each change that was not written, classed as retryable (the same request may
+succeed later: quota, 5xx, timeout) or terminal (the row itself is wrong: it goes to the dead
+letters). A failure of the whole request marks every change of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ddb2bq.rows import Rows
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One change that was not written.
+
+    ``index`` is its position in the batch given to :meth:`Writer.write`; ``reason`` a full
+    sentence naming the table, key and column where known.
+    """
+
+    index: int
+    reason: str
+    retryable: bool
+    column: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a batch write did: how many rows landed and which changes failed."""
+
+    written: int
+    failures: tuple[Failure, ...] = ()
+    retries: int = 0
+    requests: int = 0
+    bytes_sent: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every change of the batch was written."""
+        return not self.failures
+
+
+class Writer(Protocol):
+    """Writes changelog rows (or mirror rows, for ``cdc``) of a batch of changes."""
+
+    def write(self, batch: Sequence[Rows]) -> WriteResult:
+        """Write ``batch``; return the failures, never raise for a row-level error."""
+        ...
