@@ -52,3 +52,28 @@ class Writer(Protocol):
     def write(self, batch: Sequence[Rows]) -> WriteResult:
         """Write ``batch``; return the failures, never raise for a row-level error."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A change that cannot be written, kept whole: the original record, the error, the time.
+
+    ``record`` is the change's original input record (``Change.record``), JSON-serialisable
+    after :func:`ddb2bq.sinks.dead_letters.to_json` turns ``bytes``/``datetime`` into text.
+    """
+
+    table: str
+    error: str
+    failed_at_us: int
+    source: str
+    record: object
+    event_id: str = ""
+    keys: object = None
+
+
+class DeadLetterSink(Protocol):
+    """Where terminal failures go: a local directory, S3 or SQS."""
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Store ``letters`` durably; raise RetryableError when that cannot be done now."""
+        ...
