@@ -48,6 +48,9 @@ MirrorMode = Literal["view", "merge", "cdc"]
 DeleteMode = Literal["hard", "soft"]
 WriterKind = Literal["storage_write", "insert_all"]
 DeadLetterKind = Literal["local", "s3", "sqs"]
+CredentialsMode = Literal["auto", "workload_identity", "secret", "default", "anonymous"]
+Architecture = Literal["x86_64", "arm64"]
+PythonVersion = Literal["3.11", "3.12", "3.13"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,51 @@ class DeadLettersConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GoogleConfig:
+    """Where the Google credentials come from (see :mod:`ddb2bq.credentials`).
+
+    ``credentials`` is ``auto`` (the first configured of the next three), ``workload_identity``
+    (``workload_identity_config``: an AWS ``external_account`` JSON text or its path),
+    ``secret`` (``secret_id``: a Secrets Manager secret holding a service-account key JSON),
+    ``default`` (application default credentials) or ``anonymous`` (local emulators only).
+    """
+
+    credentials: CredentialsMode = "auto"
+    workload_identity_config: str = ""
+    secret_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaConfig:
+    """The Lambda function and its event source mapping, as ``ddb2bq template`` writes them.
+
+    ``maximum_retry_attempts`` and ``maximum_record_age`` are -1 for "until the record
+    expires from the stream" (Lambda's defaults; retryable failures are retried, not skipped).
+    ``stream_arn`` empty: looked up with DescribeTable. ``code_bucket``/``code_key``: where the
+    zip from ``ddb2bq package`` is uploaded. Iterator-age alarm thresholds are in seconds.
+    """
+
+    function_name: str = ""
+    stack_name: str = ""
+    memory: int = 1024
+    timeout: int = 120
+    batch_size: int = 500
+    batching_window: int = 5
+    parallelization_factor: int = 1
+    maximum_retry_attempts: int = -1
+    maximum_record_age: int = -1
+    architecture: Architecture = "arm64"
+    python: PythonVersion = "3.12"
+    stream_arn: str = ""
+    code_bucket: str = ""
+    code_key: str = "ddb2bq/ddb2bq-lambda.zip"
+    alarm_topic: str = ""
+    iterator_age_warning: int = 3600
+    iterator_age_critical: int = 43200
+    log_retention_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, one frozen value per section."""
 
@@ -112,6 +160,8 @@ class Config:
     target: TargetConfig = field(default_factory=TargetConfig)
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     dead_letters: DeadLettersConfig = field(default_factory=DeadLettersConfig)
+    google: GoogleConfig = field(default_factory=GoogleConfig)
+    lambda_: LambdaConfig = field(default_factory=LambdaConfig)
 
     @property
     def target_table(self) -> str:
@@ -124,7 +174,12 @@ _SECTIONS: dict[str, type[Any]] = {
     "target": TargetConfig,
     "columns": ColumnsConfig,
     "dead_letters": DeadLettersConfig,
+    "google": GoogleConfig,
+    "lambda": LambdaConfig,
 }
+
+
+_FIELD_OF_SECTION = {"lambda": "lambda_"}  # a section named after a Python keyword
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -140,7 +195,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     for name, cls in _SECTIONS.items():
         values = {**from_env.get(name, {}), **from_file.get(name, {})}
         sections[name] = _build_section(name, cls, values)
-    config = Config(**sections)
+    config = Config(**{_FIELD_OF_SECTION.get(n, n): v for n, v in sections.items()})
     _validate(config)
     return config
 
@@ -290,3 +345,29 @@ def _validate(config: Config) -> None:
             )
     if config.source.generation < 0:
         raise ConfigError("[source] generation must be 0 or more.")
+    _validate_lambda(config.lambda_)
+
+
+_LAMBDA_RANGES = {  # Lambda's own limits, so a bad value fails here and not in CloudFormation
+    "memory": (128, 10240),
+    "timeout": (1, 900),
+    "batch_size": (1, 10000),
+    "batching_window": (0, 300),
+    "parallelization_factor": (1, 10),
+    "maximum_retry_attempts": (-1, 10000),
+    "maximum_record_age": (-1, 604800),
+    "iterator_age_warning": (60, 86400),
+    "iterator_age_critical": (60, 86400),
+    "log_retention_days": (1, 3653),
+}
+
+
+def _validate_lambda(settings: LambdaConfig) -> None:
+    for name, (low, high) in _LAMBDA_RANGES.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise ConfigError(f"[lambda] {name} is {value}; use a value from {low} to {high}.")
+    if 0 <= settings.maximum_record_age < 60:
+        raise ConfigError("[lambda] maximum_record_age is -1 (no limit) or 60 to 604800 seconds.")
+    if settings.iterator_age_warning >= settings.iterator_age_critical:
+        raise ConfigError("[lambda] iterator_age_warning must be below iterator_age_critical.")
