@@ -1,0 +1,117 @@
+"""Configuration from a TOML file and DDB2BQ_<SECTION>_<KEY> variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ddb2bq.config import load_config
+from ddb2bq.exceptions import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ddb2bq.toml"
+    path.write_text(text)
+    return path
+
+
+def test_file_settings_are_read_typed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[source]
+table = "orders"
+keys = ["pk", "sk"]
+generation = 2
+[target]
+project = "p"
+dataset = "d"
+mirror = "merge"
+deletes = "soft"
+[columns]
+promote = ["status", "total"]
+types = { total = "NUMERIC" }
+""",
+    )
+    config = load_config(path, environ={})
+    assert config.source.table == "orders"
+    assert config.source.keys == ("pk", "sk")
+    assert config.source.generation == 2
+    assert config.target.mirror == "merge"
+    assert config.target.deletes == "soft"
+    assert config.columns.promote == ("status", "total")
+    assert config.columns.types == {"total": "NUMERIC"}
+    assert config.target_table == "orders"
+
+
+def test_every_setting_can_come_from_the_environment() -> None:
+    config = load_config(
+        environ={
+            "DDB2BQ_SOURCE_TABLE": "orders",
+            "DDB2BQ_SOURCE_ENDPOINT_URL": "http://127.0.0.1:5000",
+            "DDB2BQ_SOURCE_GENERATION": "3",
+            "DDB2BQ_TARGET_MIRROR": "cdc",
+            "DDB2BQ_TARGET_TABLE": "orders_mirror",
+            "DDB2BQ_COLUMNS_PROMOTE": "status, total",
+            "DDB2BQ_COLUMNS_TYPES": '{"total": "BIGNUMERIC"}',
+            "DDB2BQ_DEAD_LETTERS_KIND": "sqs",
+            "PATH": "/usr/bin",
+        }
+    )
+    assert config.source.endpoint_url == "http://127.0.0.1:5000"
+    assert config.source.generation == 3
+    assert config.target.mirror == "cdc"
+    assert config.target_table == "orders_mirror"
+    assert config.columns.promote == ("status", "total")
+    assert config.columns.types == {"total": "BIGNUMERIC"}
+    assert config.dead_letters.kind == "sqs"
+
+
+def test_the_file_wins_over_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[source]\ntable = "from-file"\n')
+    config = load_config(
+        path, environ={"DDB2BQ_SOURCE_TABLE": "from-env", "DDB2BQ_SOURCE_REGION": "eu-west-1"}
+    )
+    assert config.source.table == "from-file"
+    assert config.source.region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sources]\ntable='x'\n", r"unknown section \[sources\]"),
+        ("[source]\ntabel='x'\n", r"\[source\] tabel: unknown setting 'tabel'"),
+        (
+            "[target]\nmirror='table'\n",
+            r"\[target\] mirror: 'table' is not one of view \| merge \| cdc",
+        ),
+        ("[source]\ngeneration='two'\n", r"expected a whole number"),
+        ("[columns]\ntypes={x='FLOAT'}\n", r"attribute 'x' has type 'FLOAT'"),
+        ("[source\n", r"not valid TOML"),
+    ],
+)
+def test_unknown_keys_and_bad_values_are_clear_errors(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), environ={})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"DDB2BQ_TABLE": "x"}, "DDB2BQ_TABLE names no known section"),
+        ({"DDB2BQ_TARGET_MIROR": "view"}, "DDB2BQ_TARGET_MIROR: unknown setting 'miror'"),
+        ({"DDB2BQ_SOURCE_GENERATION": "x"}, "DDB2BQ_SOURCE_GENERATION: expected a whole number"),
+        ({"DDB2BQ_COLUMNS_TYPES": "{bad"}, "DDB2BQ_COLUMNS_TYPES: expected JSON"),
+    ],
+)
+def test_bad_environment_variables_are_named(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ=environ)
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", environ={})

@@ -1,0 +1,105 @@
+"""Change -> changelog row and mirror row."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from ddb2bq.exceptions import ConversionError
+from ddb2bq.records import Change, make_seq
+from ddb2bq.rows import RowBuilder
+from ddb2bq.schema import build_layout
+
+KEYS = [("pk", "S"), ("sk", "N")]
+
+
+def change(op: str, new: dict | None = None, old: dict | None = None, position: int = 1) -> Change:
+    keys = {"pk": {"S": "a"}, "sk": {"N": "7"}}
+    return Change(op, keys, new, old, make_seq(0, position), 1764460800_000000, f"e{position}")  # type: ignore[arg-type]
+
+
+def test_changelog_row_holds_lossless_images_and_the_converted_item() -> None:
+    # GIVEN a MODIFY with a promoted NUMERIC column
+    builder = RowBuilder(
+        build_layout(KEYS, promoted={"total": "NUMERIC"}), clock=lambda: 1764460801_000000
+    )
+    new = {"pk": {"S": "a"}, "sk": {"N": "7"}, "total": {"N": "10.50"}, "big": {"N": "1E-130"}}
+    old = {"pk": {"S": "a"}, "sk": {"N": "7"}, "total": {"N": "9"}}
+    # WHEN rows are built
+    rows = builder.build(change("MODIFY", new, old))
+    # THEN the changelog keeps the images as they came, and the typed values beside them
+    row = rows.changelog
+    assert orjson.loads(row["new_image"]) == new
+    assert orjson.loads(row["old_image"]) == old
+    assert row["changed_at"] == "2025-11-30T00:00:00.000000Z"
+    assert row["ingested_at"] == "2025-11-30T00:00:01.000000Z"
+    assert (row["pk"], row["sk"], row["total"], row["op"]) == ("a", "7", "10.5", "MODIFY")
+    assert orjson.loads(row["item"]) == {"pk": "a", "sk": 7, "total": 10.5, "big": 1e-130}
+    # AND the mirror row is the item's new state
+    assert rows.mirror == {
+        "pk": "a",
+        "sk": "7",
+        "total": "10.5",
+        "item": row["item"],
+        "_seq": row["seq"],
+        "_changed_at": row["changed_at"],
+    }
+
+
+def test_hard_delete_has_no_mirror_row_and_soft_delete_keeps_the_last_state() -> None:
+    old = {"pk": {"S": "a"}, "sk": {"N": "7"}, "total": {"N": "9"}}
+    hard = RowBuilder(build_layout(KEYS, promoted={"total": "INT64"})).build(
+        change("REMOVE", None, old)
+    )
+    soft = RowBuilder(build_layout(KEYS, promoted={"total": "INT64"}, soft_deletes=True)).build(
+        change("REMOVE", None, old)
+    )
+    assert hard.mirror is None
+    assert hard.changelog["item"] is None
+    assert soft.mirror is not None
+    assert soft.mirror["_deleted"] is True
+    assert soft.mirror["total"] == "9"
+    assert orjson.loads(soft.mirror["item"]) == {"pk": "a", "sk": 7, "total": 9}
+
+
+def test_a_type_conflict_leaves_the_column_null_and_the_value_in_item() -> None:
+    new = {"pk": {"S": "a"}, "sk": {"N": "7"}, "total": {"S": "ten"}}
+    rows = RowBuilder(build_layout(KEYS, promoted={"total": "NUMERIC"})).build(
+        change("INSERT", new)
+    )
+    assert rows.changelog["total"] is None
+    assert rows.mirror is not None
+    assert rows.mirror["total"] is None
+    assert orjson.loads(rows.changelog["item"])["total"] == "ten"
+    assert rows.conflicts == (("total", "a S value does not fit a NUMERIC column"),)
+
+
+def test_keys_only_changes_reach_the_changelog_but_not_the_mirror() -> None:
+    rows = RowBuilder(build_layout(KEYS)).build(change("MODIFY"))
+    assert rows.changelog["new_image"] is None
+    assert rows.mirror is None
+
+
+def test_a_key_that_does_not_fit_its_column_names_key_and_remedy() -> None:
+    layout = build_layout([("id", "N")], key_column_types={"id": "INT64"})
+    bad = Change(
+        "INSERT",
+        {"id": {"N": "1.5"}},
+        {"id": {"N": "1.5"}},
+        None,
+        make_seq(0, 1),
+        0,
+        "e9",
+        table="orders",
+    )
+    with pytest.raises(
+        ConversionError,
+        match=r"table 'orders', event e9 \(key id='1.5'\).*set its type in \[columns\] types",
+    ):
+        RowBuilder(layout).build(bad)
+
+
+def test_a_bad_value_names_table_event_key_and_attribute() -> None:
+    new = {"pk": {"S": "a"}, "sk": {"N": "7"}, "m": {"M": {"x": {"N": "one"}}}}
+    with pytest.raises(ConversionError, match=r"event e1 \(key pk='a', sk='7'\): attribute 'm.x'"):
+        RowBuilder(build_layout(KEYS)).build(change("INSERT", new))
