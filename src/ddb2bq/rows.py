@@ -136,6 +136,8 @@ class RowBuilder:
             if isinstance(converted, Conflict):
                 conflicts.append((column.name, converted.reason))
                 converted = None
+            if converted is None and column.field_mode == "REPEATED":
+                converted = []  # BigQuery arrays are never NULL: an absent set is an empty array
             values[column.name] = converted
         return values, tuple(conflicts)
 

@@ -103,3 +103,11 @@ def test_a_bad_value_names_table_event_key_and_attribute() -> None:
     new = {"pk": {"S": "a"}, "sk": {"N": "7"}, "m": {"M": {"x": {"N": "one"}}}}
     with pytest.raises(ConversionError, match=r"event e1 \(key pk='a', sk='7'\): attribute 'm.x'"):
         RowBuilder(build_layout(KEYS)).build(change("INSERT", new))
+
+
+def test_an_absent_set_is_an_empty_array_because_bigquery_arrays_are_never_null() -> None:
+    new = {"pk": {"S": "a"}, "sk": {"N": "7"}}
+    rows = RowBuilder(build_layout(KEYS, promoted={"tags": "ARRAY<STRING>"})).build(
+        change("INSERT", new)
+    )
+    assert rows.changelog["tags"] == []
