@@ -1,0 +1,158 @@
+"""The retry policy's bounds and jitter, and the one classification of errors."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+import requests
+from google.api_core import exceptions as api
+
+from ddb2bq.exceptions import RetryableError, TerminalError
+from ddb2bq.sinks.retry import RetryPolicy, classify
+
+
+class FakeClock:
+    """A clock that only moves when the policy sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def policy(clock: FakeClock, *, jitter: float = 1.0, **bounds: float) -> RetryPolicy:
+    return RetryPolicy(sleep=clock.sleep, clock=clock, random=lambda: jitter, **bounds)  # type: ignore[arg-type]
+
+
+class Flaky:
+    """Raises each error of ``errors`` in turn, then returns ``value``."""
+
+    def __init__(self, *errors: BaseException, value: str = "done") -> None:
+        self.errors = list(errors)
+        self.calls = 0
+        self.value = value
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.value
+
+
+class FakeRpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+
+FakeRpcError.__module__ = "grpc._channel"  # raw gRPC errors come from grpc's own modules
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        api.TooManyRequests("429 quota"),
+        api.ServiceUnavailable("503"),
+        api.InternalServerError("500"),
+        api.BadGateway("502"),
+        api.GatewayTimeout("504"),
+        api.DeadlineExceeded("deadline"),
+        api.ResourceExhausted("quota"),
+        api.Forbidden("403", errors=[{"reason": "rateLimitExceeded"}]),
+        api.BadRequest("400", errors=[{"reason": "backendError"}]),
+        requests.ConnectionError("Connection reset by peer"),
+        requests.ReadTimeout("read timed out"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        TimeoutError("timed out"),
+        RetryableError("try later"),
+        FakeRpcError(grpc.StatusCode.UNAVAILABLE),
+        FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED),
+        FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED),
+        FakeRpcError(grpc.StatusCode.INTERNAL),
+    ],
+    ids=repr,
+)
+def test_transient_errors_are_retryable(error: BaseException) -> None:
+    assert classify(error) is True
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        api.NotFound("404 Not found: Table p:d.t", errors=[{"reason": "notFound"}]),
+        api.BadRequest("400", errors=[{"reason": "invalid"}]),
+        api.Forbidden("403", errors=[{"reason": "accessDenied"}]),
+        api.InvalidArgument("Rows are invalid"),
+        TerminalError("bad row"),
+        ValueError("a bug"),
+        FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT),
+        FakeRpcError(grpc.StatusCode.NOT_FOUND),
+    ],
+    ids=repr,
+)
+def test_lasting_errors_are_terminal(error: BaseException) -> None:
+    assert classify(error) is False
+
+
+def test_an_error_raised_from_a_retryable_one_is_retryable() -> None:
+    # GIVEN a library error raised from a reset connection
+    outer = RuntimeError("transport failed")
+    outer.__cause__ = ConnectionResetError(104, "reset")
+    # THEN its cause decides
+    assert classify(outer) is True
+
+
+def test_retries_until_success_with_growing_waits() -> None:
+    # GIVEN a request failing twice with 503 and a policy with no jitter
+    clock = FakeClock()
+    request = Flaky(api.ServiceUnavailable("503"), api.ServiceUnavailable("503"))
+    # WHEN it is called
+    outcome = policy(clock, initial=0.5, multiplier=3.0).call(request)
+    # THEN the third try succeeds after waits of initial and initial * multiplier
+    assert (outcome.value, outcome.error, outcome.attempts, outcome.retries) == ("done", None, 3, 2)
+    assert clock.sleeps == [0.5, 1.5]
+
+
+def test_full_jitter_draws_each_wait_below_its_ceiling() -> None:
+    clock = FakeClock()
+    request = Flaky(*[TimeoutError()] * 4)
+    policy(clock, jitter=0.25, initial=1.0, maximum=4.0, multiplier=2.0).call(request)
+    assert clock.sleeps == [0.25, 0.5, 1.0, 1.0]  # 0.25 x ceilings 1, 2, 4, 4 (capped)
+
+
+def test_gives_up_after_max_attempts_and_reports_retryable() -> None:
+    clock = FakeClock()
+    request = Flaky(*[api.TooManyRequests("429")] * 10)
+    outcome = policy(clock, max_attempts=4).call(request)
+    assert request.calls == 4
+    assert outcome.retryable is True
+    assert isinstance(outcome.error, api.TooManyRequests)
+    assert len(clock.sleeps) == 3
+
+
+def test_gives_up_when_the_next_wait_would_pass_the_deadline() -> None:
+    clock = FakeClock()
+    request = Flaky(*[TimeoutError()] * 10)
+    outcome = policy(clock, initial=1.0, multiplier=2.0, maximum=100.0, deadline=5.0).call(request)
+    assert clock.sleeps == [1.0, 2.0]  # the next wait (4.0) would end at 7.0 > 5.0
+    assert (outcome.attempts, outcome.retryable) == (3, True)
+
+
+def test_terminal_error_is_not_retried() -> None:
+    clock = FakeClock()
+    request = Flaky(api.NotFound("table dropped"))
+    outcome = policy(clock).call(request)
+    assert (request.calls, outcome.retryable, clock.sleeps) == (1, False, [])
+
+
+def test_max_attempts_must_allow_one_request() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
