@@ -5,7 +5,7 @@ a row sent twice within about a minute (best effort) when a retry follows a lost
 
 Requests stay within ``max_rows`` rows and ``max_bytes`` serialized bytes (BigQuery allows 50,000
 rows and 10 MB per request and recommends 500 rows); a row larger than ``max_row_bytes`` is a
-terminal failure reported without sending it.
+terminal failure reported without sending it. NULL values are left out of the row.
 
 Errors, row by row. With ``skipInvalidRows=false`` one invalid row fails the whole request:
 BigQuery answers ``invalid`` (with the column in ``location``) for that row and ``stopped`` for
@@ -18,19 +18,17 @@ table was dropped) is retried by the :class:`~ddb2bq.sinks.retry.RetryPolicy` wh
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
 
-from ddb2bq.records import Change
 from ddb2bq.rows import Rows
 from ddb2bq.schema import Column
-from ddb2bq.sinks.base import Failure, WriteResult
-from ddb2bq.sinks.failures import request_failures, row_failure
+from ddb2bq.sinks.base import WriteResult
+from ddb2bq.sinks.failures import row_failure
 from ddb2bq.sinks.retry import RETRYABLE_REASONS, RetryPolicy
+from ddb2bq.sinks.sending import Pending, Refusal, Tally, chunks, send_chunk
 
 MAX_ROW_BYTES = 10_000_000
 """BigQuery's limit on one streamed row."""
@@ -48,29 +46,12 @@ class InsertClient(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    index: int
-    change: Change
-    insert_id: str | None
-    row: dict[str, Any]
-    size: int
-
-
-@dataclass(slots=True)
-class _Tally:
-    written: int = 0
-    requests: int = 0
-    retries: int = 0
-    bytes_sent: int = 0
-    failures: list[Failure] = field(default_factory=list)
-
-
 class InsertAllWriter:
-    """Writes the changelog rows of a batch with ``insertAll``; implements :class:`~ddb2bq.sinks.base.Writer`.
+    """Writes the changelog rows of a batch with ``insertAll``; a :class:`~ddb2bq.sinks.base.Writer`.
 
     ``table_ref`` is ``"project.dataset.table"`` (or a ``TableReference``); ``columns`` are the
     table's columns: a row holding another column fails instead of being cut silently.
+    ``row_of`` picks the row of each change to send (default: its changelog row).
 
     >>> writer = InsertAllWriter(client, "my-project.dynamodb.orders_changes",
     ...                          layout.changelog_columns())
@@ -105,132 +86,60 @@ class InsertAllWriter:
 
     def write(self, batch: Sequence[Rows]) -> WriteResult:
         """Stream ``batch``; every change not written is in the result's ``failures``."""
-        tally = _Tally()
-        pending = self._prepare(batch, tally)
-        for chunk in self._chunks(pending):
-            self._send(chunk, tally)
-        return WriteResult(
-            written=tally.written,
-            failures=tuple(sorted(tally.failures, key=lambda f: f.index)),
-            retries=tally.retries,
-            requests=tally.requests,
-            bytes_sent=tally.bytes_sent,
-        )
+        tally = Tally()
+        pending = [p for i, rows in enumerate(batch) if (p := self._prepare(i, rows, tally))]
+        for chunk in chunks(
+            pending, max_rows=self._max_rows, max_bytes=self._max_bytes, overhead=_REQUEST_OVERHEAD
+        ):
+            send_chunk(chunk, self._insert, self._policy, self._table_name, tally)
+        return tally.result()
 
-    def _prepare(self, batch: Sequence[Rows], tally: _Tally) -> list[_Pending]:
-        pending = []
-        for index, rows in enumerate(batch):
-            row = self._row_of(rows)
-            if row is None:
-                continue
-            change = rows.change
-            unknown = sorted(set(row) - self._columns)
-            if unknown:
-                message = f"the row has columns the table lacks: {', '.join(unknown)}"
-                tally.failures.append(
-                    row_failure(index, change, self._table_name, message, column=unknown[0])
-                )
-                continue
-            values = {name: value for name, value in row.items() if value is not None}
-            insert_id = change.event_id or None
-            size = len(orjson.dumps({"insertId": insert_id, "json": values})) + 1
-            if size > self._max_row_bytes:
-                message = (
-                    f"the row is {size} bytes, over the {self._max_row_bytes}-byte limit "
-                    "of a streamed row; it was not sent"
-                )
-                tally.failures.append(row_failure(index, change, self._table_name, message))
-                continue
-            pending.append(_Pending(index, change, insert_id, values, size))
-        return pending
+    def _prepare(self, index: int, rows: Rows, tally: Tally) -> Pending | None:
+        """The row of one change ready to send, or None (and a failure) when it cannot be."""
+        row = self._row_of(rows)
+        if row is None:
+            return None
+        change = rows.change
+        unknown = sorted(set(row) - self._columns)
+        if unknown:
+            message = f"the row has columns the table lacks: {', '.join(unknown)}"
+            tally.failures.append(
+                row_failure(index, change, self._table_name, message, column=unknown[0])
+            )
+            return None
+        values = {name: value for name, value in row.items() if value is not None}
+        insert_id = change.event_id or None
+        size = len(orjson.dumps({"insertId": insert_id, "json": values})) + 1
+        if size > self._max_row_bytes:
+            message = (
+                f"the row is {size} bytes, over the {self._max_row_bytes}-byte limit "
+                "of a streamed row; it was not sent"
+            )
+            tally.failures.append(row_failure(index, change, self._table_name, message))
+            return None
+        return Pending(index, change, values, size, insert_id)
 
-    def _chunks(self, pending: list[_Pending]) -> Iterator[list[_Pending]]:
-        """Consecutive runs of rows within the row and byte limits of one request."""
-        chunk: list[_Pending] = []
-        size = _REQUEST_OVERHEAD
-        for item in pending:
-            if chunk and (len(chunk) >= self._max_rows or size + item.size > self._max_bytes):
-                yield chunk
-                chunk, size = [], _REQUEST_OVERHEAD
-            chunk.append(item)
-            size += item.size
-        if chunk:
-            yield chunk
-
-    def _send(self, chunk: list[_Pending], tally: _Tally) -> None:
-        """Send one request; re-send once the rows that were only collateral of another's error."""
-        remaining = chunk
-        for resend in (False, True):
-            outcome = self._policy.call(functools.partial(self._insert, remaining))
-            tally.requests += outcome.attempts
-            tally.retries += outcome.retries
-            tally.bytes_sent += outcome.attempts * sum(p.size for p in remaining)
-            if outcome.error is not None:
-                indexed = [(p.index, p.change) for p in remaining]
-                tally.failures += request_failures(
-                    indexed,
-                    self._table_name,
-                    outcome.error,
-                    retryable=outcome.retryable,
-                    attempts=outcome.attempts,
-                )
-                return
-            errors = outcome.value or []
-            if not errors:
-                tally.written += len(remaining)
-                return
-            remaining = self._sort_errors(remaining, errors, tally, last=resend)
-            if not remaining:
-                return
-
-    def _insert(self, rows: list[_Pending]) -> Sequence[Mapping[str, Any]]:
-        return self._client.insert_rows_json(
+    def _insert(self, rows: list[Pending]) -> dict[int, Refusal]:
+        errors = self._client.insert_rows_json(
             self._table,
-            [p.row for p in rows],
+            [p.payload for p in rows],
             row_ids=[p.insert_id for p in rows],
             skip_invalid_rows=False,
             retry=None,
             timeout=self._timeout,
         )
-
-    def _sort_errors(
-        self,
-        rows: list[_Pending],
-        errors: Sequence[Mapping[str, Any]],
-        tally: _Tally,
-        *,
-        last: bool,
-    ) -> list[_Pending]:
-        """Record the rows BigQuery refused; return the collateral ones to send again."""
-        refused: dict[int, tuple[str, str, str]] = {}
+        refusals = {}
         for entry in errors:
             position = entry.get("index")
             if isinstance(position, int) and 0 <= position < len(rows):
-                refused[position] = _worst(entry.get("errors") or [])
-        collateral = []
-        for position, pending in enumerate(rows):
-            reason, location, message = refused.get(position, ("stopped", "", ""))
-            if reason in _COLLATERAL and not last:
-                collateral.append(pending)
-                continue
-            retryable = reason in _COLLATERAL
-            if retryable:
-                message = f"not written ({reason}) after one re-send: {message or 'no message'}"
-            failure = row_failure(
-                pending.index,
-                pending.change,
-                self._table_name,
-                f"{reason}: {message}" if not retryable else message,
-                column=location or None,
-                retryable=retryable,
-            )
-            tally.failures.append(failure)
-        return collateral
+                refusals[position] = _refusal(entry.get("errors") or [])
+        if errors and not refusals:  # errors we cannot place: nothing of the request landed
+            return {0: Refusal(f"unplaceable insertErrors {list(errors)!r}", collateral=True)}
+        return refusals
 
 
-def _worst(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str, str]:
-    """(reason, location, message) of a row's errors: a refusal of the row itself wins over
-    a collateral ``stopped``."""
+def _refusal(errors: Sequence[Mapping[str, Any]]) -> Refusal:
+    """The refusal of one row from its ``errors``: its own error wins over a collateral one."""
     parsed = [
         (
             str(e.get("reason") or "invalid"),
@@ -240,4 +149,8 @@ def _worst(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str, str]:
         for e in errors
     ]
     own = [p for p in parsed if p[0] not in _COLLATERAL]
-    return (own or parsed or [("stopped", "", "")])[0]
+    reason, location, message = (own or parsed or [("stopped", "", "")])[0]
+    if own:
+        return Refusal(f"{reason}: {message}", location or None)
+    detail = f": {message}" if message else ""
+    return Refusal(f"not written ({reason}{detail})", location or None, collateral=True)
