@@ -1,0 +1,324 @@
+"""The writer over the BigQuery Storage Write API's default stream (at-least-once, no stream
+to create or commit): ``projects/P/datasets/D/tables/T/streams/_default``.
+
+Rows travel as protocol buffers described at run time: :func:`build_descriptor` turns the
+table's :class:`~ddb2bq.schema.Column` list into a proto2 ``DescriptorProto`` (field numbers in
+column order; column names are valid proto field names by the schema's naming rule) and
+:func:`message_class` into a message class:
+
+==========================================  =================  ==============================
+column type                                 proto field        value sent
+==========================================  =================  ==============================
+STRING, JSON, NUMERIC, BIGNUMERIC           string             the text (exact decimal, JSON)
+INT64                                       int64              the integer
+FLOAT64                                     double             the float
+BOOL                                        bool               true / false
+BYTES                                       bytes              the base64 text decoded
+TIMESTAMP                                   int64              microseconds since the epoch
+ARRAY<T>                                    repeated T         each element as above
+==========================================  =================  ==============================
+
+``cdc=True`` writes mirror rows with BigQuery change data capture: the pseudo-columns
+``_CHANGE_TYPE`` (``UPSERT``/``DELETE``) and ``_CHANGE_SEQUENCE_NUMBER`` (the change's ``seq``:
+'/'-separated sections of 16 hex digits, exactly BigQuery's format) are added; a change with a
+mirror row is an UPSERT of it (a soft delete is an UPSERT with ``_deleted`` true), a hard delete
+is a DELETE carrying the key columns, and a change without a new image is skipped (counted in
+``extra["skipped"]``).
+
+Requests stay under ``max_bytes`` (the API takes 10 MB). ``AppendRows`` writes nothing of a
+request with an invalid row and lists those rows in ``row_errors``: each is a terminal failure
+with BigQuery's message, and the valid rows are sent again, once. A value the writer cannot
+encode (an INT64 column given ``"x"``) is a terminal failure without a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import orjson
+from google.cloud.bigquery_storage_v1 import types
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
+
+from ddb2bq.exceptions import RetryableError, TerminalError
+from ddb2bq.rows import Row, Rows
+from ddb2bq.schema import Column
+from ddb2bq.sinks.base import WriteResult
+from ddb2bq.sinks.failures import row_failure
+from ddb2bq.sinks.retry import RETRYABLE_GRPC_CODES, RetryPolicy
+from ddb2bq.sinks.sending import Pending, Refusal, Tally, chunks, send_chunk
+
+CHANGE_TYPE = "_CHANGE_TYPE"
+CHANGE_SEQUENCE_NUMBER = "_CHANGE_SEQUENCE_NUMBER"
+MAX_REQUEST_BYTES = 10_000_000
+_F = descriptor_pb2.FieldDescriptorProto
+_PROTO_TYPES = {
+    "STRING": _F.TYPE_STRING,
+    "JSON": _F.TYPE_STRING,
+    "NUMERIC": _F.TYPE_STRING,
+    "BIGNUMERIC": _F.TYPE_STRING,
+    "DATE": _F.TYPE_STRING,
+    "DATETIME": _F.TYPE_STRING,
+    "TIME": _F.TYPE_STRING,
+    "GEOGRAPHY": _F.TYPE_STRING,
+    "INT64": _F.TYPE_INT64,
+    "FLOAT64": _F.TYPE_DOUBLE,
+    "BOOL": _F.TYPE_BOOL,
+    "BYTES": _F.TYPE_BYTES,
+    "TIMESTAMP": _F.TYPE_INT64,
+}
+_STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_package_numbers = itertools.count()
+
+
+def build_descriptor(
+    columns: Sequence[Column], *, cdc: bool = False, name: str = "Row"
+) -> descriptor_pb2.DescriptorProto:
+    """The proto2 message describing a row of ``columns`` (plus the CDC pseudo-columns).
+
+    >>> from ddb2bq.schema import Column
+    >>> descriptor = build_descriptor([Column("Id", "INT64"), Column("tags", "ARRAY<STRING>")])
+    >>> [(f.name, f.number, f.type, f.label) for f in descriptor.field]
+    [('Id', 1, 3, 1), ('tags', 2, 9, 3)]
+    """
+    descriptor = descriptor_pb2.DescriptorProto(name=name)
+    for number, column in enumerate(columns, start=1):
+        proto_type = _PROTO_TYPES.get(column.field_type)
+        if proto_type is None:
+            raise TerminalError(
+                f"Column {column.name!r} has type {column.type}, which the Storage Write "
+                "writer does not encode; use the insert_all writer for this table."
+            )
+        label = _F.LABEL_REPEATED if column.field_mode == "REPEATED" else _F.LABEL_OPTIONAL
+        descriptor.field.add(name=column.name, number=number, type=proto_type, label=label)
+    if cdc:
+        for offset, pseudo in enumerate((CHANGE_TYPE, CHANGE_SEQUENCE_NUMBER), start=1):
+            descriptor.field.add(
+                name=pseudo,
+                number=len(columns) + offset,
+                type=_F.TYPE_STRING,
+                label=_F.LABEL_OPTIONAL,
+            )
+    return descriptor
+
+
+def message_class(descriptor: descriptor_pb2.DescriptorProto) -> type[Message]:
+    """A message class for ``descriptor``, in a pool of its own (no global registration)."""
+    package = f"ddb2bq.rows{next(_package_numbers)}"
+    file = descriptor_pb2.FileDescriptorProto(
+        name=f"{package.replace('.', '/')}.proto", package=package, syntax="proto2"
+    )
+    file.message_type.add().CopyFrom(descriptor)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName(f"{package}.{descriptor.name}")
+    )
+
+
+def timestamp_micros(value: Any) -> int:
+    """Microseconds since the epoch of RFC 3339 text (or of micros already).
+
+    >>> timestamp_micros("2016-11-18T20:09:00.000001Z")
+    1479499740000001
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    moment = datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
+
+
+def _bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return base64.b64decode(value, validate=True)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
+_ENCODERS: dict[int, Callable[[Any], Any]] = {
+    _F.TYPE_STRING: _text,
+    _F.TYPE_INT64: _int,
+    _F.TYPE_DOUBLE: float,
+    _F.TYPE_BOOL: _bool,
+    _F.TYPE_BYTES: _bytes,
+}
+
+
+class RowEncoder:
+    """Encodes row dicts (as :mod:`ddb2bq.rows` builds them) into serialized messages.
+
+    Raises ``ValueError`` naming the column for a value its column cannot hold.
+    """
+
+    def __init__(self, columns: Sequence[Column], *, cdc: bool = False) -> None:
+        self.descriptor = build_descriptor(columns, cdc=cdc)
+        self.message = message_class(self.descriptor)
+        timestamps = {c.name for c in columns if c.field_type == "TIMESTAMP"}
+        self._fields: dict[str, tuple[Callable[[Any], Any], bool]] = {}
+        for field in self.descriptor.field:
+            encode = timestamp_micros if field.name in timestamps else _ENCODERS[field.type]
+            self._fields[field.name] = (encode, field.label == _F.LABEL_REPEATED)
+
+    def encode(self, row: Mapping[str, Any]) -> bytes:
+        """The serialized message of ``row``; NULL values are left unset."""
+        message = self.message()
+        for name, value in row.items():
+            if value is None:
+                continue
+            spec = self._fields.get(name)
+            if spec is None:
+                raise ValueError(f"column {name!r} is not in the table's columns")
+            encode, repeated = spec
+            try:
+                if repeated:
+                    getattr(message, name).extend(encode(v) for v in _list(value))
+                else:
+                    setattr(message, name, encode(value))
+            except (ValueError, TypeError, binascii.Error) as exc:
+                raise _ColumnError(name, f"{value!r} does not fit: {exc}") from exc
+        return message.SerializeToString()
+
+
+class _ColumnError(ValueError):
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+def _list(value: Any) -> Iterable[Any]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{value!r} is not a list")
+    return value
+
+
+def cdc_row(rows: Rows, keys: Sequence[str]) -> Row | None:
+    """The CDC row of one change: UPSERT of its mirror row, DELETE of its keys, or None."""
+    if rows.mirror is not None:
+        return {**rows.mirror, CHANGE_TYPE: "UPSERT", CHANGE_SEQUENCE_NUMBER: rows.change.seq}
+    if rows.change.op == "REMOVE":
+        key_values = {name: rows.changelog[name] for name in keys}
+        return {**key_values, CHANGE_TYPE: "DELETE", CHANGE_SEQUENCE_NUMBER: rows.change.seq}
+    return None
+
+
+class StorageWriteWriter:
+    """Writes a batch through the Storage Write API default stream; a :class:`~ddb2bq.sinks.base.Writer`.
+
+    ``write_client`` is a ``BigQueryWriteClient``; ``table_path`` is
+    ``projects/P/datasets/D/tables/T``; ``columns`` the table's columns. Without ``cdc`` it
+    writes each change's changelog row; with ``cdc`` the mirror rows of CDC (``keys`` names the
+    key columns a DELETE carries).
+
+    >>> writer = StorageWriteWriter(write_client, "projects/p/datasets/d/tables/orders_changes",
+    ...                             layout.changelog_columns())
+    >>> writer.write(RowBuilder(layout).build_all(changes)).ok
+    True
+    """
+
+    def __init__(
+        self,
+        write_client: Any,
+        table_path: str,
+        columns: Sequence[Column],
+        *,
+        cdc: bool = False,
+        keys: Sequence[str] = (),
+        max_bytes: int = 9_000_000,
+        max_rows: int = 50_000,
+        retry_policy: RetryPolicy | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if cdc and not keys:
+            raise ValueError("A CDC StorageWriteWriter needs the key column names (keys=...).")
+        self._client = write_client
+        self._table = table_path
+        self._stream = f"{table_path}/streams/_default"
+        self._cdc = cdc
+        self._keys = tuple(keys)
+        self.encoder = RowEncoder(columns, cdc=cdc)
+        self._schema = types.ProtoSchema(proto_descriptor=self.encoder.descriptor)
+        self._overhead = 64 + len(self._stream) + self.encoder.descriptor.ByteSize()
+        self._max_bytes = min(max_bytes, MAX_REQUEST_BYTES)
+        self._max_rows = max_rows
+        self._policy = retry_policy or RetryPolicy()
+        self._timeout = timeout
+
+    def write(self, batch: Sequence[Rows]) -> WriteResult:
+        """Append ``batch``; every change not written is in the result's ``failures``."""
+        tally = Tally()
+        pending = [p for i, rows in enumerate(batch) if (p := self._prepare(i, rows, tally))]
+        for chunk in chunks(
+            pending, max_rows=self._max_rows, max_bytes=self._max_bytes, overhead=self._overhead
+        ):
+            send_chunk(chunk, self._append, self._policy, self._table, tally)
+        return tally.result()
+
+    def request(self, rows: Sequence[bytes]) -> types.AppendRowsRequest:
+        """The ``AppendRowsRequest`` carrying serialized ``rows`` with the writer schema."""
+        data = types.AppendRowsRequest.ProtoData(
+            writer_schema=self._schema, rows=types.ProtoRows(serialized_rows=list(rows))
+        )
+        return types.AppendRowsRequest(write_stream=self._stream, proto_rows=data)
+
+    def _prepare(self, index: int, rows: Rows, tally: Tally) -> Pending | None:
+        row = cdc_row(rows, self._keys) if self._cdc else rows.changelog
+        if row is None:
+            tally.extra["skipped"] = tally.extra.get("skipped", 0) + 1
+            return None
+        try:
+            payload = self.encoder.encode(row)
+        except ValueError as exc:
+            column = getattr(exc, "column", None)
+            tally.failures.append(
+                row_failure(index, rows.change, self._table, str(exc), column=column)
+            )
+            return None
+        size = len(payload) + 6  # field tag and length prefix inside ProtoRows
+        if size + self._overhead > self._max_bytes:
+            message = f"the row is {size} bytes; a request takes at most {self._max_bytes}; it was not sent"
+            tally.failures.append(row_failure(index, rows.change, self._table, message))
+            return None
+        return Pending(index, rows.change, payload, size)
+
+    def _append(self, rows: list[Pending]) -> dict[int, Refusal]:
+        request = self.request([p.payload for p in rows])
+        responses = self._client.append_rows(iter([request]), retry=None, timeout=self._timeout)
+        response = next(iter(responses), None)
+        if response is None:
+            raise RetryableError(f"AppendRows to {self._stream} closed without a response.")
+        if response.row_errors:
+            return {
+                e.index: Refusal(f"{types.RowError.RowErrorCode(e.code).name}: {e.message}")
+                for e in response.row_errors
+                if 0 <= e.index < len(rows)
+            } or {0: Refusal("row errors at unknown positions", collateral=True)}
+        code = response.error.code
+        if code:
+            name = _STATUS_NAMES.get(code, str(code))
+            error = f"AppendRows to {self._stream} failed with {name}: {response.error.message}"
+            raise RetryableError(error) if name in RETRYABLE_GRPC_CODES else TerminalError(error)
+        return {}
