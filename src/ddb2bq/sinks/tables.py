@@ -1,0 +1,350 @@
+"""The BigQuery dataset and tables of a replicated table: creating them, reading them, evolving them.
+
+For DynamoDB table ``T`` in dataset ``D`` (see DESIGN.md):
+
+- ``D.T_changes``, the changelog: partitioned by ``DATE(changed_at)``, clustered by the key
+  columns (BigQuery clusters by at most four columns, and not by BYTES);
+- ``D.T``, the mirror: a view (``view``), a table clustered by the keys (``merge``), or a table
+  with ``PRIMARY KEY (...) NOT ENFORCED`` and ``max_staleness`` (``cdc``).
+
+:func:`init_tables` (``ddb2bq init``) is idempotent: it creates what is missing, adds columns that
+are missing, re-creates the view, and changes nothing else.
+
+The changelog's schema is the record of the layout: each key and promoted column carries its
+DynamoDB attribute name in its description (``DynamoDB attribute: <name>``), so
+:func:`load_layout` rebuilds the exact layout, with the column names the naming rule gave when
+each column was added, on any machine. Evolution is additive (:func:`evolve`): new promoted
+attributes become new NULLABLE columns on the changelog and on the mirror, before any row that
+needs them is written; no column is ever dropped or re-typed. A column that already exists keeps
+its type, even when a later batch would have inferred another: values that do not fit stay in
+``item`` (a type conflict).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.api_core.exceptions import NotFound, PreconditionFailed
+from google.cloud import bigquery
+
+from ddb2bq.config import Config
+from ddb2bq.exceptions import ConfigError, RetryableError
+from ddb2bq.schema import CHANGELOG_COLUMNS, Column, TableLayout, build_layout
+from ddb2bq.sinks.mirror import cdc_table_ddl, clustering_columns, view_ddl
+from ddb2bq.sinks.sql import API_ERRORS, TableRef, api_error, api_retry, run_query
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION_PREFIX = "DynamoDB attribute: "
+MAX_DESCRIPTION = 1024
+_API_TYPES = {"INTEGER": "INT64", "BOOLEAN": "BOOL", "FLOAT": "FLOAT64", "RECORD": "STRUCT"}
+_SCHEMA_TRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TableRefs:
+    """The changelog and the mirror of one replicated table."""
+
+    changes: TableRef
+    mirror: TableRef
+
+    @classmethod
+    def from_config(cls, config: Config, project: str | None = None) -> TableRefs:
+        """``[target] project.dataset.table`` and its ``_changes`` table.
+
+        >>> from ddb2bq.config import load_config
+        >>> config = load_config(environ={"DDB2BQ_SOURCE_TABLE": "orders",
+        ...     "DDB2BQ_TARGET_PROJECT": "p", "DDB2BQ_TARGET_DATASET": "d"})
+        >>> TableRefs.from_config(config).changes.api
+        'p.d.orders_changes'
+        """
+        project = config.target.project or project or ""
+        table = config.target_table
+        for value, setting in ((project, "project"), (config.target.dataset, "dataset")):
+            if not value:
+                raise ConfigError(f"Set [target] {setting}: the BigQuery {setting} to write to.")
+        if not table:
+            raise ConfigError("Set [source] table (or [target] table): the table to replicate.")
+        dataset = config.target.dataset
+        return cls(
+            TableRef(project, dataset, f"{table}_changes"), TableRef(project, dataset, table)
+        )
+
+
+@dataclass
+class InitReport:
+    """What :func:`init_tables` did, one sentence per step, and the resulting layout."""
+
+    layout: TableLayout
+    actions: list[str] = field(default_factory=list)
+
+
+def describe_key_schema(dynamodb: Any, table: str) -> list[tuple[str, str]]:
+    """The key of DynamoDB ``table`` as ``[(attribute, "S"|"N"|"B")]``, hash key first.
+
+    >>> describe_key_schema(boto3.client("dynamodb"), "orders")  # doctest: +SKIP
+    [('customer', 'S'), ('order_id', 'N')]
+    """
+    try:
+        description = dynamodb.describe_table(TableName=table)["Table"]
+    except dynamodb.exceptions.ResourceNotFoundException as exc:
+        raise ConfigError(f"The DynamoDB table {table!r} does not exist: check [source]") from exc
+    types = {d["AttributeName"]: d["AttributeType"] for d in description["AttributeDefinitions"]}
+    keys = sorted(description["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+    return [(k["AttributeName"], types[k["AttributeName"]]) for k in keys]
+
+
+def initial_layout(config: Config, key_schema: Sequence[tuple[str, str]]) -> TableLayout:
+    """The layout before any item is seen: keys, and promoted attributes whose type is configured
+    (the others get a column once a value shows their type)."""
+    key_names = {name for name, _ in key_schema}
+    types = {a: t.upper() for a, t in config.columns.types.items()}
+    promoted = {
+        a: t for a, t in types.items() if a in config.columns.promote and a not in key_names
+    }
+    return build_layout(
+        key_schema,
+        promoted=promoted,
+        soft_deletes=config.target.deletes == "soft",
+        key_column_types={a: t for a, t in types.items() if a in key_names},
+    )
+
+
+def load_layout(client: bigquery.Client, refs: TableRefs, base: TableLayout) -> TableLayout:
+    """The layout recorded in the changelog's schema (``base`` gives the keys and delete mode).
+
+    Raises ConfigError when the changelog does not exist yet: run ``ddb2bq init`` first.
+    """
+    table = _get_table(client, refs.changes)
+    if table is None:
+        raise ConfigError(f"The changelog table {refs.changes} does not exist; run `ddb2bq init`.")
+    return layout_from_schema(table.schema, base)
+
+
+def layout_from_schema(fields: Sequence[bigquery.SchemaField], base: TableLayout) -> TableLayout:
+    """``base`` with its key column types and promoted columns read from a changelog schema."""
+    by_name = {f.name.lower(): f for f in fields}
+    keys = tuple(_key_column(key, by_name.get(key.name.lower())) for key in base.keys)
+    fixed = {n.lower() for n in (*CHANGELOG_COLUMNS, *(k.name for k in keys))}
+    promoted = tuple(column_of(f) for f in fields if f.name.lower() not in fixed)
+    return TableLayout(keys, promoted, base.soft_deletes, base.key_types)
+
+
+def _key_column(key: Column, found: bigquery.SchemaField | None) -> Column:
+    """A key column with the type its table has (it may be configured, e.g. STRING for N)."""
+    return key if found is None else Column(key.name, column_of(found).type, key.attribute)
+
+
+def column_of(schema_field: bigquery.SchemaField) -> Column:
+    """The layout column of a BigQuery schema field (its attribute read from the description)."""
+    kind = str(schema_field.field_type).upper()
+    kind = _API_TYPES.get(kind, kind)
+    description = schema_field.description or ""
+    attribute = (
+        description[len(DESCRIPTION_PREFIX) :]
+        if description.startswith(DESCRIPTION_PREFIX)
+        else schema_field.name
+    )
+    if schema_field.mode == "REPEATED":
+        return Column(schema_field.name, f"ARRAY<{kind}>", attribute=attribute)
+    return Column(
+        schema_field.name, kind, attribute=attribute, mode=schema_field.mode or "NULLABLE"
+    )
+
+
+def schema_field(column: Column) -> bigquery.SchemaField:
+    """The BigQuery schema field of a layout column; an attribute's column names it."""
+    if column.attribute is None:
+        return bigquery.SchemaField(column.name, column.field_type, mode=column.field_mode)
+    description = DESCRIPTION_PREFIX + column.attribute
+    if len(description) > MAX_DESCRIPTION:
+        raise ConfigError(
+            f"Attribute {column.attribute[:40]!r}... has a name too long to promote to a "
+            "column (over 1000 characters); remove it from [columns] promote."
+        )
+    return bigquery.SchemaField(
+        column.name, column.field_type, mode=column.field_mode, description=description
+    )
+
+
+def init_tables(client: bigquery.Client, config: Config, layout: TableLayout) -> InitReport:
+    """Create the dataset, the changelog and the mirror of ``config`` when missing; add missing
+    columns; re-create the view. Safe to run again at any time.
+
+    >>> report = init_tables(client, config, initial_layout(config, key_schema))  # doctest: +SKIP
+    >>> report.actions
+    ['created dataset p.d', 'created changelog p.d.orders_changes', 'created view p.d.orders']
+    """
+    refs = TableRefs.from_config(config, client.project)
+    report = InitReport(layout)
+    _ensure_dataset(client, refs.changes, config.target.location, report)
+    existing = _get_table(client, refs.changes)
+    if existing is None:
+        _create_changelog(client, refs.changes, layout)
+        report.actions.append(f"created changelog {refs.changes}")
+    else:
+        report.layout = layout_from_schema(existing.schema, layout)
+        report.actions.append(f"kept changelog {refs.changes}")
+    wanted = {c.attribute or c.name: c.type for c in layout.promoted}
+    report.layout = _add_promoted(client, refs.changes, report.layout, wanted, report.actions)
+    _ensure_mirror(client, config, refs, report)
+    return report
+
+
+def evolve(
+    client: bigquery.Client,
+    config: Config,
+    layout: TableLayout,
+    attributes: Mapping[str, str],
+) -> TableLayout:
+    """Add columns for promoted ``attributes`` (name -> type) to the changelog and the mirror.
+
+    Starts from the changelog's current schema (another worker may have added columns), so the
+    result is the table's true layout; attributes that already have a column keep it.
+    """
+    refs = TableRefs.from_config(config, client.project)
+    current = load_layout(client, refs, layout)
+    actions: list[str] = []
+    evolved = _add_promoted(client, refs.changes, current, attributes, actions)
+    if evolved != layout or actions:
+        sync_mirror(client, config, refs, evolved)
+        for action in actions:
+            logger.info("Schema evolution: %s.", action)
+    return evolved
+
+
+def sync_mirror(
+    client: bigquery.Client, config: Config, refs: TableRefs, layout: TableLayout
+) -> list[str]:
+    """Bring the mirror to ``layout``: re-create the view, or add the missing table columns."""
+    if config.target.mirror == "view":
+        run_query(client, view_ddl(layout, refs.changes, refs.mirror))
+        return [f"replaced view {refs.mirror}"]
+    added = add_columns(client, refs.mirror, layout.mirror_columns())
+    return [f"added columns {', '.join(added)} to {refs.mirror}"] if added else []
+
+
+def add_columns(client: bigquery.Client, ref: TableRef, columns: Sequence[Column]) -> list[str]:
+    """Append the ``columns`` a table lacks (compared case-insensitively) as NULLABLE columns.
+
+    Never drops or re-types a column. Retries when another writer changed the schema meanwhile
+    (the update carries the table's etag). Returns the names added.
+    """
+    for _ in range(_SCHEMA_TRIES):
+        table = _get_table(client, ref)
+        if table is None:
+            raise ConfigError(f"The table {ref} does not exist; run `ddb2bq init`.")
+        present = {f.name.lower() for f in table.schema}
+        missing = [c for c in columns if c.name.lower() not in present]
+        if not missing:
+            return []
+        table.schema = [*table.schema, *(schema_field(_nullable(c)) for c in missing)]
+        try:
+            client.update_table(table, ["schema"], retry=api_retry())
+        except PreconditionFailed:
+            continue
+        except API_ERRORS as exc:
+            raise api_error(exc, f"adding columns to {ref}") from exc
+        return [c.name for c in missing]
+    raise RetryableError(
+        f"The schema of {ref} changed under each of {_SCHEMA_TRIES} tries to add columns."
+    )
+
+
+def _add_promoted(
+    client: bigquery.Client,
+    ref: TableRef,
+    layout: TableLayout,
+    attributes: Mapping[str, str],
+    actions: list[str],
+) -> TableLayout:
+    wanted = layout.with_promoted(attributes)
+    added = add_columns(client, ref, wanted.changelog_columns())
+    if added:
+        actions.append(f"added columns {', '.join(added)} to {ref}")
+    return wanted
+
+
+def _nullable(column: Column) -> Column:
+    mode = "REPEATED" if column.type.startswith("ARRAY<") else "NULLABLE"
+    return Column(column.name, column.type, column.attribute, mode)
+
+
+def _ensure_dataset(
+    client: bigquery.Client, ref: TableRef, location: str, report: InitReport
+) -> None:
+    dataset = bigquery.Dataset(ref.dataset_id)
+    dataset.location = location
+    try:
+        existing = _call(lambda: client.get_dataset(ref.dataset_id, retry=api_retry()), ref)
+    except NotFound:
+        _call(lambda: client.create_dataset(dataset, exists_ok=True, retry=api_retry()), ref)
+        report.actions.append(f"created dataset {ref.dataset_id} in {location}")
+        return
+    if (existing.location or "").lower() != location.lower():
+        raise ConfigError(
+            f"The dataset {ref.dataset_id} exists in {existing.location}, not in {location} "
+            "([target] location); set [target] location to the dataset's location."
+        )
+    report.actions.append(f"kept dataset {ref.dataset_id}")
+
+
+def _create_changelog(client: bigquery.Client, ref: TableRef, layout: TableLayout) -> None:
+    table = bigquery.Table(ref.api, schema=[schema_field(c) for c in layout.changelog_columns()])
+    table.time_partitioning = bigquery.TimePartitioning(field="changed_at")
+    table.clustering_fields = clustering_columns(layout) or None
+    table.description = "ddb2bq changelog: one row per change, append-only."
+    _call(lambda: client.create_table(table, exists_ok=True, retry=api_retry()), ref)
+
+
+def _ensure_mirror(
+    client: bigquery.Client, config: Config, refs: TableRefs, report: InitReport
+) -> None:
+    mode, layout, ref = config.target.mirror, report.layout, refs.mirror
+    existing = _get_table(client, ref)
+    kind = "VIEW" if mode == "view" else "TABLE"
+    if existing is not None and existing.table_type != kind:
+        raise ConfigError(
+            f"{ref} exists as a {existing.table_type}, but [target] mirror = {mode!r} needs a "
+            f"{kind}; drop it (the changelog holds every change) or choose another mode."
+        )
+    if existing is not None and mode != "view":
+        report.actions.append(f"kept mirror table {ref}")
+        report.actions += sync_mirror(client, config, refs, layout)
+        return
+    if mode == "view":
+        report.actions += sync_mirror(client, config, refs, layout)
+    elif mode == "cdc":
+        run_query(client, cdc_table_ddl(layout, ref))
+        report.actions.append(f"created cdc mirror table {ref}")
+    else:
+        _create_merge_mirror(client, ref, layout)
+        report.actions.append(f"created mirror table {ref}")
+
+
+def _create_merge_mirror(client: bigquery.Client, ref: TableRef, layout: TableLayout) -> None:
+    table = bigquery.Table(ref.api, schema=[schema_field(c) for c in layout.mirror_columns()])
+    table.clustering_fields = clustering_columns(layout) or None
+    table.description = "ddb2bq mirror: one row per item, kept by `ddb2bq merge`."
+    _call(lambda: client.create_table(table, exists_ok=True, retry=api_retry()), ref)
+
+
+def _get_table(client: bigquery.Client, ref: TableRef) -> bigquery.Table | None:
+    try:
+        table: bigquery.Table = _call(lambda: client.get_table(ref.api, retry=api_retry()), ref)
+    except NotFound:
+        return None
+    return table
+
+
+def _call(call: Any, ref: TableRef) -> Any:
+    """Run a client call; NotFound passes through, other failures become ddb2bq errors."""
+    try:
+        return call()
+    except NotFound:
+        raise
+    except API_ERRORS as exc:
+        raise api_error(exc, str(ref)) from exc
