@@ -1,0 +1,382 @@
+"""Conversion benchmark: a Lambda stream event (a dict) -> the insertAll body bytes for BigQuery.
+
+Three pipelines run over the same event, in the same process, one after the other:
+
+- ``ddb2bq``: ``from_lambda_event`` -> ``RowBuilder.build`` -> the changelog writer's insertAll
+  body ``{"rows": [{"insertId": event_id, "json": changelog_row}, ...]}`` encoded with orjson.
+  The changelog row carries the lossless DynamoDB JSON images, the plain ``item`` and the
+  promoted columns, so this is the full work the Lambda handler does before the HTTP request.
+- ``baseline`` (a): the obvious hand-written Lambda. boto3's ``TypeDeserializer`` per attribute
+  (its ``_deserialize_b`` overridden to keep the event's base64 text, the usual fix for its
+  ``TypeError`` on Lambda events), then ``json.dumps`` with a default for Decimal (int when
+  integral, else float: lossy for long decimals, which is the bug ddb2bq avoids), sets (a list)
+  and bytes (base64); the row holds event id, op, time, the keys and the item as JSON text.
+  ``TypeDeserializer`` raises on some valid numbers (its Decimal context traps Inexact and
+  Rounded, e.g. a 40-digit integer): the generator below only makes numbers it accepts (at most
+  38 significant digits as written, exponents within -128..126), so the baseline never falls back.
+- ``floor`` (b): ``orjson.dumps`` of the raw keys and images with no conversion at all.
+
+Records/s is the best of ``--repeat`` runs (default 5) with the garbage collector on, as in
+Lambda. Peak memory is measured in a separate pass under ``tracemalloc`` (which slows the code
+down several times, so it never overlaps the timing).
+
+Run from the repository root::
+
+    .venv/bin/python bench/convert.py                 # 10,000 records
+    .venv/bin/python bench/convert.py --records 2000 --profile 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import gc
+import io
+import json
+import pstats
+import random
+import string
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from boto3.dynamodb.types import TypeDeserializer
+
+from ddb2bq.records import from_lambda_event
+from ddb2bq.rows import RowBuilder
+from ddb2bq.schema import TableLayout, build_layout
+
+KEY_SCHEMA = [("pk", "S"), ("sk", "N")]
+PROMOTED = {"status": "STRING", "amount": "NUMERIC", "updated_at": "INT64"}
+TABLE_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2024-05-01T00:00:00.000"
+Event = dict[str, Any]
+Pipeline = Callable[[Event], bytes]
+
+
+# --- the event --------------------------------------------------------------------------------
+
+
+def make_event(records: int = 10_000, seed: int = 20240501) -> Event:
+    """A Lambda DynamoDB Streams event of ``records`` records (NEW_AND_OLD_IMAGES).
+
+    About 40% INSERT, 45% MODIFY, 15% REMOVE (a fifth of them TTL deletes); items are ~1 KB
+    orders with strings, small and large numbers, decimals, binary, sets, nested maps and lists.
+    The event goes through ``json.dumps``/``json.loads`` so that it is made of fresh objects,
+    exactly as the Lambda runtime hands it to a handler.
+    """
+    rng = random.Random(seed)
+    start = 1_714_521_600  # 2024-05-01T00:00:00Z
+    sequence = 4_000_000_000_000_000_000
+    built = []
+    for i in range(records):
+        sequence += rng.randint(1, 5_000)
+        built.append(_record(rng, i, start + i // 40, sequence))
+    return json.loads(json.dumps({"Records": built}))
+
+
+def _record(rng: random.Random, index: int, second: int, sequence: int) -> dict[str, Any]:
+    roll = rng.random()
+    op = "INSERT" if roll < 0.40 else "MODIFY" if roll < 0.85 else "REMOVE"
+    keys = {"pk": {"S": f"customer#{rng.randint(1, 50_000):06d}"}, "sk": {"N": str(index)}}
+    current = _item(rng, keys)
+    ddb: dict[str, Any] = {
+        "ApproximateCreationDateTime": float(second),
+        "Keys": keys,
+        "SequenceNumber": str(sequence),
+        "SizeBytes": 0,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if op in ("INSERT", "MODIFY"):
+        ddb["NewImage"] = current
+    if op in ("MODIFY", "REMOVE"):
+        ddb["OldImage"] = _older(rng, current) if op == "MODIFY" else current
+    ddb["SizeBytes"] = len(orjson.dumps(ddb.get("NewImage"))) + len(
+        orjson.dumps(ddb.get("OldImage"))
+    )
+    record: dict[str, Any] = {
+        "eventID": f"{rng.getrandbits(128):032x}",
+        "eventName": op,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": ddb,
+        "eventSourceARN": TABLE_ARN,
+    }
+    if op == "REMOVE" and rng.random() < 0.2:
+        record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    return record
+
+
+def _item(rng: random.Random, keys: dict[str, Any]) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        **keys,
+        "status": {"S": rng.choice(["NEW", "PAID", "PACKED", "SHIPPED", "DELIVERED", "RETURNED"])},
+        "amount": {"N": _money(rng, 99_999)},
+        "updated_at": {"N": str(1_714_521_600_000 + rng.randint(0, 10**9))},
+        "email": {"S": f"{_word(rng, 8)}.{_word(rng, 6)}@example.com"},
+        "name": {"S": f"{_word(rng, 7).title()} {_word(rng, 9).title()}"},
+        "active": {"BOOL": rng.random() < 0.8},
+        "coupon": {"NULL": True} if rng.random() < 0.7 else {"S": _word(rng, 10).upper()},
+        "tags": {"SS": sorted({_word(rng, rng.randint(3, 8)) for _ in range(rng.randint(1, 5))})},
+        "scores": {"NS": _number_set(rng)},
+        "avatar": {"B": _b64(rng, rng.randint(24, 64))},
+        "address": {"M": _address(rng)},
+        "lines": {"L": [{"M": _line(rng)} for _ in range(rng.randint(1, 4))]},
+        "metrics": {"M": _metrics(rng)},
+    }
+    if rng.random() < 0.3:
+        item["thumbnails"] = {"BS": sorted({_b64(rng, 12) for _ in range(rng.randint(1, 3))})}
+    return item
+
+
+def _older(rng: random.Random, item: dict[str, Any]) -> dict[str, Any]:
+    old = dict(item)
+    old["status"] = {"S": "NEW"}
+    old["amount"] = {"N": _money(rng, 99_999)}
+    old["updated_at"] = {"N": str(int(item["updated_at"]["N"]) - rng.randint(1, 10**6))}
+    return old
+
+
+def _address(rng: random.Random) -> dict[str, Any]:
+    return {
+        "street": {"S": f"{rng.randint(1, 999)} {_word(rng, 8).title()} Street"},
+        "city": {"S": _word(rng, 7).title()},
+        "zip": {"S": f"{rng.randint(10_000, 99_999)}"},
+        "country": {"S": rng.choice(["FR", "DE", "US", "JP", "BR"])},
+        "geo": {"M": {"lat": {"N": _coordinate(rng, 90)}, "lon": {"N": _coordinate(rng, 180)}}},
+    }
+
+
+def _line(rng: random.Random) -> dict[str, Any]:
+    return {
+        "sku": {"S": f"SKU-{rng.randint(0, 10**8):08d}"},
+        "qty": {"N": str(rng.randint(1, 12))},
+        "price": {"N": _money(rng, 9_999)},
+        "gift": {"BOOL": rng.random() < 0.1},
+        "options": {"L": [{"S": _word(rng, 5)} for _ in range(rng.randint(0, 3))]},
+    }
+
+
+def _metrics(rng: random.Random) -> dict[str, Any]:
+    """Numbers as DynamoDB returns them (positional, no leading or trailing zeros) that
+    TypeDeserializer accepts too (at most 38 digits as written)."""
+    return {
+        "views": {"N": str(rng.randint(0, 10**6))},
+        "ratio": {"N": repr(rng.random())},  # a Python float, 16-17 digits
+        "ledger": {"N": str(rng.randint(10**36, 10**37))},  # 37 digits: past int64 and float
+        "precise": {"N": _dynamo_number("0." + "".join(rng.choices(string.digits, k=30)))},
+        "huge": {"N": str(rng.randint(1, 9)) + "0" * rng.randint(20, 37)},
+        "tiny": {"N": f"-0.{'0' * rng.randint(20, 60)}{rng.randint(1, 9)}5"},
+        "negative": {"N": str(-rng.randint(1, 10**12))},
+    }
+
+
+def _number_set(rng: random.Random) -> list[str]:
+    members = {str(rng.randint(-1000, 1000)) for _ in range(rng.randint(1, 4))}
+    members.add(f"{rng.randint(0, 99)}.{rng.randint(1, 9)}")
+    return sorted(members)
+
+
+def _coordinate(rng: random.Random, limit: int) -> str:
+    return _dynamo_number(f"{rng.uniform(-limit, limit):.6f}")
+
+
+def _money(rng: random.Random, limit: int) -> str:
+    return _dynamo_number(f"{rng.randint(0, limit)}.{rng.randint(0, 99):02d}")
+
+
+def _dynamo_number(text: str) -> str:
+    """DynamoDB returns numbers without trailing zeros after the point (``1.50`` -> ``1.5``)."""
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text == "-0" else text
+
+
+def _word(rng: random.Random, length: int) -> str:
+    return "".join(rng.choices(string.ascii_lowercase, k=length))
+
+
+def _b64(rng: random.Random, size: int) -> str:
+    return base64.b64encode(rng.randbytes(size)).decode("ascii")
+
+
+def make_layout() -> TableLayout:
+    """The generated table's layout: its key schema and three promoted columns."""
+    return build_layout(KEY_SCHEMA, promoted=PROMOTED)
+
+
+# --- the three pipelines ----------------------------------------------------------------------
+
+
+def ddb2bq_body(event: Event, layout: TableLayout | None = None) -> bytes:
+    """The changelog insertAll body ddb2bq sends for ``event``."""
+    builder = RowBuilder(layout or make_layout())
+    rows = [builder.build(change).changelog for change in from_lambda_event(event)]
+    return orjson.dumps({"rows": [{"insertId": row["event_id"], "json": row} for row in rows]})
+
+
+class _EventDeserializer(TypeDeserializer):
+    """TypeDeserializer raises TypeError on a Lambda event's base64 ``B`` text: keep the text."""
+
+    def _deserialize_b(self, value: Any) -> Any:
+        return value
+
+
+_DESERIALIZER = _EventDeserializer()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set):
+        return list(value)
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _deserialize(image: dict[str, Any]) -> dict[str, Any]:
+    return {name: _DESERIALIZER.deserialize(value) for name, value in image.items()}
+
+
+def baseline_body(event: Event) -> bytes:
+    """The obvious hand-written Lambda's insertAll body for ``event`` (see the module docstring)."""
+    rows = []
+    for record in event["Records"]:
+        ddb = record["dynamodb"]
+        image = ddb.get("NewImage")
+        row = {
+            "event_id": record["eventID"],
+            "op": record["eventName"],
+            "changed_at": datetime.fromtimestamp(
+                ddb["ApproximateCreationDateTime"], tz=UTC
+            ).isoformat(),
+            **_deserialize(ddb["Keys"]),
+            "item": None if image is None else json.dumps(_deserialize(image), default=_default),
+        }
+        rows.append({"insertId": record["eventID"], "json": row})
+    return json.dumps({"rows": rows}, default=_default).encode()
+
+
+def floor_body(event: Event) -> bytes:
+    """No conversion at all: the raw keys and images, serialised once with orjson."""
+    return orjson.dumps(
+        {
+            "rows": [
+                {
+                    "insertId": record["eventID"],
+                    "json": {
+                        "keys": record["dynamodb"]["Keys"],
+                        "new_image": record["dynamodb"].get("NewImage"),
+                        "old_image": record["dynamodb"].get("OldImage"),
+                    },
+                }
+                for record in event["Records"]
+            ]
+        }
+    )
+
+
+PIPELINES: dict[str, Pipeline] = {
+    "ddb2bq": ddb2bq_body,
+    "baseline": baseline_body,
+    "floor": floor_body,
+}
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+
+def best_time(pipeline: Pipeline, event: Event, repeat: int = 5) -> float:
+    """The best wall time of ``repeat`` runs of ``pipeline`` over ``event``, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        started = time.perf_counter()
+        pipeline(event)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def peak_memory(pipeline: Pipeline, event: Event) -> int:
+    """The peak of memory allocated while ``pipeline`` runs over ``event``, in bytes."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        body = pipeline(event)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del body
+    return peak - before
+
+
+def measure(records: int = 10_000, repeat: int = 5, seed: int = 20240501) -> dict[str, Any]:
+    """Time every pipeline over one generated event; return the figures (see :func:`report`)."""
+    event = make_event(records, seed)
+    figures: dict[str, Any] = {"records": records, "repeat": repeat, "seed": seed}
+    for name, pipeline in PIPELINES.items():
+        seconds = best_time(pipeline, event, repeat)
+        figures[name] = {
+            "seconds": seconds,
+            "records_per_s": records / seconds,
+            "body_bytes": len(pipeline(event)),
+        }
+    for name, pipeline in PIPELINES.items():
+        figures[name]["peak_bytes"] = peak_memory(pipeline, event)
+    figures["event_bytes"] = len(orjson.dumps(event))
+    return figures
+
+
+def report(figures: dict[str, Any]) -> str:
+    """The figures as a small table, with ddb2bq's speed relative to the other two."""
+    lines = [
+        f"{figures['records']} records, event {figures['event_bytes'] / 1e6:.1f} MB as JSON, "
+        f"seed {figures['seed']}, best of {figures['repeat']}",
+        f"{'pipeline':<10} {'records/s':>11} {'ms':>9} {'body MB':>9} {'peak MB':>9}",
+    ]
+    for name in PIPELINES:
+        f = figures[name]
+        lines.append(
+            f"{name:<10} {f['records_per_s']:>11,.0f} {f['seconds'] * 1e3:>9.1f} "
+            f"{f['body_bytes'] / 1e6:>9.2f} {f['peak_bytes'] / 1e6:>9.1f}"
+        )
+    ours = figures["ddb2bq"]["records_per_s"]
+    lines.append(
+        f"ddb2bq / baseline (a) = {ours / figures['baseline']['records_per_s']:.2f}x   "
+        f"ddb2bq / floor (b) = {ours / figures['floor']['records_per_s']:.2f}x"
+    )
+    return "\n".join(lines)
+
+
+def profile(records: int, seed: int, top: int) -> str:
+    """cProfile's top ``top`` entries (by own time) for ddb2bq's pipeline."""
+    event = make_event(records, seed)
+    profiler = cProfile.Profile()
+    profiler.runcall(ddb2bq_body, event)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--records", type=int, default=10_000, help="records in the event")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per pipeline; the best counts")
+    parser.add_argument("--seed", type=int, default=20240501, help="random seed of the event")
+    parser.add_argument("--profile", type=int, metavar="TOP", help="print cProfile's top entries")
+    args = parser.parse_args(argv)
+    print(report(measure(args.records, args.repeat, args.seed)))
+    if args.profile:
+        print(profile(args.records, args.seed, args.profile))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
