@@ -216,3 +216,23 @@ def test_a_row_with_a_column_the_table_lacks_fails_instead_of_being_cut() -> Non
     result = writer(client).write(batch)
     assert [(f.index, f.column) for f in result.failures] == [(0, "colour")]
     assert result.written == 1
+
+
+def test_a_request_refused_whole_as_malformed_is_split_to_isolate_the_row() -> None:
+    # GIVEN a service answering 400 for any request holding a row with bad base64 (as
+    # local-bigquery does: "Could not decode string ... as base64")
+    def answer(rows: list[dict[str, Any]]) -> Answer:
+        if any(r["blob"] == "!!" for r in rows):
+            return api.BadRequest('Could not decode string "!!" as base64')
+        return []
+
+    client = FakeBigQuery(answer)
+    batch = rows_of(changes(5))
+    batch[3].changelog["blob"] = "!!"
+    # WHEN the batch is written
+    result = writer(client).write(batch)
+    # THEN only change 3 fails, terminally, with the service's message
+    assert [(f.index, f.retryable) for f in result.failures] == [(3, False)]
+    assert "as base64" in result.failures[0].reason
+    assert result.written == 4
+    assert [len(c["rows"]) for c in client.calls] == [5, 2, 3, 1, 2, 1, 1]

@@ -53,7 +53,8 @@ class FakeWriteClient:
             raise answer
         return [answer]
 
-    def decoded(self, request: types.AppendRowsRequest) -> list[dict[str, Any]]:
+    @staticmethod
+    def decoded(request: types.AppendRowsRequest) -> list[dict[str, Any]]:
         """The rows of ``request`` decoded with the descriptor it carries."""
         descriptor = descriptor_pb2.DescriptorProto()
         descriptor.ParseFromString(
@@ -305,21 +306,33 @@ def test_transient_errors_are_retried(error: Answer) -> None:
     assert (result.written, result.retries, result.requests) == (2, 1, 2)
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        api.NotFound("Not found: Table p:d.orders_changes"),
-        api.InvalidArgument("bad request"),
-        status(3, "Input schema has an unknown field"),
-        status(5, "table not found"),
-    ],
-    ids=repr,
-)
-def test_lasting_errors_fail_the_request_terminally_at_once(error: Answer) -> None:
-    client = FakeWriteClient([error])
+def test_a_dropped_table_fails_the_request_terminally_at_once() -> None:
+    client = FakeWriteClient([api.NotFound("Not found: Table p:d.orders_changes"), status(5, "x")])
     result = changelog_writer(client).write(rows_of(changes(2)))
     assert [(f.index, f.retryable) for f in result.failures] == [(0, False), (1, False)]
+    assert "Not found: Table" in result.failures[0].reason
     assert len(client.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [api.InvalidArgument("bad request"), status(3, "Input schema has an unknown field")],
+    ids=repr,
+)
+def test_a_request_refused_whole_is_split_until_the_bad_row_is_alone(refusal: Answer) -> None:
+    # GIVEN a service that refuses whole any request holding change 2's row
+    def answer(request: types.AppendRowsRequest) -> Answer:
+        event_ids = [r["event_id"] for r in FakeWriteClient.decoded(request)]
+        return refusal if "evt-0003-insert" in event_ids else success()
+
+    client = FakeWriteClient(answer)
+    # WHEN four changes are written
+    result = changelog_writer(client).write(rows_of(changes(4)))
+    # THEN halves are sent until change 2 fails alone; the three others land
+    assert [(f.index, f.retryable) for f in result.failures] == [(2, False)]
+    assert result.written == 3
+    assert [len(r.proto_rows.rows.serialized_rows) for r in client.requests] == [4, 2, 2, 1, 1]
+    assert result.extra == {"splits": 2}
 
 
 def test_an_outage_that_lasts_is_reported_retryable() -> None:

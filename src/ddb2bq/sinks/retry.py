@@ -87,6 +87,16 @@ def classify(exc: BaseException) -> bool:
     return cause is not None and cause is not exc and classify(cause)
 
 
+def splittable(exc: BaseException) -> bool:
+    """True when a terminal request error may come from one row of it (HTTP 400, gRPC
+    INVALID_ARGUMENT): sending the halves separately isolates the row.
+
+    >>> splittable(api.BadRequest("Could not decode string as base64")), splittable(api.NotFound("t"))
+    (True, False)
+    """
+    return isinstance(exc, api.BadRequest) and not classify(exc)
+
+
 def _reasons(exc: api.GoogleAPICallError) -> list[str]:
     return [str(e.get("reason", "")) for e in exc.errors if isinstance(e, dict)]
 

@@ -1,6 +1,6 @@
 """Sending rows in requests, the part both writers share: cutting a batch into requests within
-row and byte limits, retrying each request, and one re-send of the rows that were refused only
-because another row of the same request was bad.
+row and byte limits, retrying each request, one re-send of the rows that were refused only
+because another row of the same request was bad, and splitting a request refused whole.
 
 BigQuery's streaming APIs are all-or-nothing per request: ``insertAll`` with
 ``skipInvalidRows=false`` and Storage Write ``AppendRows`` write no row of a request in which any
@@ -19,7 +19,7 @@ from typing import Any
 from ddb2bq.records import Change
 from ddb2bq.sinks.base import Failure, WriteResult
 from ddb2bq.sinks.failures import request_failures, row_failure
-from ddb2bq.sinks.retry import RetryPolicy
+from ddb2bq.sinks.retry import RetryPolicy, splittable
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,12 @@ def chunks(
 def send_chunk(
     chunk: list[Pending], request: Request, policy: RetryPolicy, table: str, tally: Tally
 ) -> None:
-    """Send ``chunk`` with retries; re-send once the rows refused only as collateral."""
+    """Send ``chunk`` with retries; re-send once the rows refused only as collateral.
+
+    A request refused whole as malformed (HTTP 400, INVALID_ARGUMENT) is split in halves sent
+    separately, down to single rows, so that a row the service cannot even parse (say, bad
+    base64) fails alone instead of failing its neighbours.
+    """
     remaining = chunk
     for last in (False, True):
         outcome = policy.call(functools.partial(request, remaining))
@@ -103,6 +108,12 @@ def send_chunk(
         tally.retries += outcome.retries
         tally.bytes_sent += outcome.attempts * sum(p.size for p in remaining)
         if outcome.error is not None:
+            if len(remaining) > 1 and splittable(outcome.error):
+                tally.extra["splits"] = tally.extra.get("splits", 0) + 1
+                middle = len(remaining) // 2
+                send_chunk(remaining[:middle], request, policy, table, tally)
+                send_chunk(remaining[middle:], request, policy, table, tally)
+                return
             indexed = [(p.index, p.change) for p in remaining]
             tally.failures += request_failures(
                 indexed,

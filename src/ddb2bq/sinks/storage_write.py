@@ -40,8 +40,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 import orjson
+from google.api_core import exceptions as api
 from google.cloud.bigquery_storage_v1 import types
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
@@ -51,7 +51,7 @@ from ddb2bq.rows import Row, Rows
 from ddb2bq.schema import Column
 from ddb2bq.sinks.base import WriteResult
 from ddb2bq.sinks.failures import row_failure
-from ddb2bq.sinks.retry import RETRYABLE_GRPC_CODES, RetryPolicy
+from ddb2bq.sinks.retry import RetryPolicy
 from ddb2bq.sinks.sending import Pending, Refusal, Tally, chunks, send_chunk
 
 CHANGE_TYPE = "_CHANGE_TYPE"
@@ -73,7 +73,18 @@ _PROTO_TYPES = {
     "BYTES": _F.TYPE_BYTES,
     "TIMESTAMP": _F.TYPE_INT64,
 }
-_STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+_STATUS_ERRORS: dict[int, type[api.GoogleAPICallError]] = {
+    3: api.InvalidArgument,
+    4: api.DeadlineExceeded,
+    5: api.NotFound,
+    7: api.PermissionDenied,
+    8: api.ResourceExhausted,
+    9: api.FailedPrecondition,
+    10: api.Aborted,
+    13: api.InternalServerError,
+    14: api.ServiceUnavailable,
+}
+"""In-band ``AppendRowsResponse.error`` codes raised as the error a failed call would raise."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _package_numbers = itertools.count()
 
@@ -318,7 +329,6 @@ class StorageWriteWriter:
             } or {0: Refusal("row errors at unknown positions", collateral=True)}
         code = response.error.code
         if code:
-            name = _STATUS_NAMES.get(code, str(code))
-            error = f"AppendRows to {self._stream} failed with {name}: {response.error.message}"
-            raise RetryableError(error) if name in RETRYABLE_GRPC_CODES else TerminalError(error)
+            message = f"AppendRows to {self._stream} failed: {response.error.message}"
+            raise _STATUS_ERRORS.get(code, api.Unknown)(message)
         return {}
