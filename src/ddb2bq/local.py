@@ -134,8 +134,10 @@ class LocalServers:
 def start_moto(timeout: float = 30.0) -> Server:
     """Start moto in server mode (DynamoDB and DynamoDB Streams) and wait until it answers.
 
-    >>> with start_moto() as moto:
-    ...     boto3.client("dynamodb", endpoint_url=moto.endpoint, region_name="us-east-1")
+    Example::
+
+        with start_moto() as moto:
+            boto3.client("dynamodb", endpoint_url=moto.endpoint, region_name="us-east-1")
     """
     if importlib.util.find_spec("moto") is None:
         raise LocalServerError(
@@ -160,9 +162,11 @@ def start_bigquery(
 
     ``data_dir`` keeps the emulator's tables; by default a temporary folder removed on stop.
 
-    >>> with start_bigquery("my-project") as bigquery:
-    ...     bigquery.endpoint, bigquery.grpc_endpoint
-    ('http://127.0.0.1:40123', '127.0.0.1:40125')
+    Example::
+
+        with start_bigquery("my-project") as bigquery:
+            bigquery.endpoint       # "http://127.0.0.1:40123", REST
+            bigquery.grpc_endpoint  # "127.0.0.1:40125", Storage Write
     """
     executable = Path(emulator_dir) / "venv" / "bin" / "local-bigquery"
     if not executable.exists():
@@ -187,8 +191,10 @@ def start_bigquery(
 def local_servers(project: str = DEFAULT_PROJECT) -> Iterator[LocalServers]:
     """Start moto and local-bigquery, yield both, and stop both on exit.
 
-    >>> with local_servers("my-project") as servers:
-    ...     os.environ.update(servers.environment())
+    Example::
+
+        with local_servers("my-project") as servers:
+            os.environ.update(servers.environment())
     """
     with start_moto() as moto, start_bigquery(project) as bigquery:
         yield LocalServers(moto=moto, bigquery=bigquery, project=project)
@@ -266,7 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ddb2bq.local", description=main.__doc__)
     parser.add_argument("--project", default=DEFAULT_PROJECT, help="the BigQuery project id")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the servers on SIGTERM too
+    # Ctrl-C even when started with SIGINT ignored (a background job), and SIGTERM too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with local_servers(args.project) as servers:
         _print_usage(servers)
         try:
