@@ -18,6 +18,7 @@ from ddb2bq.exceptions import ConfigError, Ddb2bqError, RecordError
 from ddb2bq.records import Change, now_micros, parse_one
 from ddb2bq.rows import RowBuilder
 from ddb2bq.schema import layout_for_changes
+from ddb2bq.sinks import commands as table_commands
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config(convert)
     convert.set_defaults(run=run_convert)
+    table_commands.register(commands, _add_config)
     return parser
 
 

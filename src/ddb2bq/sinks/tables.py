@@ -42,6 +42,7 @@ DESCRIPTION_PREFIX = "DynamoDB attribute: "
 MAX_DESCRIPTION = 1024
 _API_TYPES = {"INTEGER": "INT64", "BOOLEAN": "BOOL", "FLOAT": "FLOAT64", "RECORD": "STRUCT"}
 _SCHEMA_TRIES = 3
+_KINDS = {"STRING": "S", "BYTES": "B"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,15 +114,31 @@ def initial_layout(config: Config, key_schema: Sequence[tuple[str, str]]) -> Tab
     )
 
 
-def load_layout(client: bigquery.Client, refs: TableRefs, base: TableLayout) -> TableLayout:
-    """The layout recorded in the changelog's schema (``base`` gives the keys and delete mode).
+def load_layout(
+    client: bigquery.Client, refs: TableRefs, base: TableLayout | None = None, *, soft: bool = False
+) -> TableLayout:
+    """The layout recorded in the changelog's schema.
 
-    Raises ConfigError when the changelog does not exist yet: run ``ddb2bq init`` first.
+    ``base`` gives the keys and the delete mode; without it the keys are the columns between
+    ``ingested_at`` and ``new_image`` (where the changelog puts them) and ``soft`` the delete
+    mode, so that ``ddb2bq merge`` needs no DynamoDB access. Raises ConfigError when the
+    changelog does not exist yet: run ``ddb2bq init`` first.
     """
     table = _get_table(client, refs.changes)
     if table is None:
         raise ConfigError(f"The changelog table {refs.changes} does not exist; run `ddb2bq init`.")
-    return layout_from_schema(table.schema, base)
+    return layout_from_schema(table.schema, base or _stored_keys(table.schema, soft))
+
+
+def _stored_keys(fields: Sequence[bigquery.SchemaField], soft: bool) -> TableLayout:
+    names = [f.name for f in fields]
+    try:
+        start, end = names.index("ingested_at") + 1, names.index("new_image")
+    except ValueError as exc:
+        raise ConfigError(f"{names} is not the schema of a ddb2bq changelog.") from exc
+    keys = tuple(column_of(f) for f in fields[start:end])
+    kinds = {c.attribute or c.name: _KINDS.get(c.type, "N") for c in keys}
+    return TableLayout(keys, soft_deletes=soft, key_types=kinds)
 
 
 def layout_from_schema(fields: Sequence[bigquery.SchemaField], base: TableLayout) -> TableLayout:

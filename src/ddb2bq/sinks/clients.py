@@ -1,0 +1,114 @@
+"""Clients built from configuration: BigQuery (REST and Storage Write), DynamoDB, and writers.
+
+The one place that decides how ddb2bq reaches each service; everything else takes clients as
+parameters. ``[target] endpoint`` (and ``grpc_endpoint``) point BigQuery at a local emulator,
+reached without credentials; otherwise the credentials come from ``[google]``
+(:mod:`ddb2bq.credentials`: workload identity, a Secrets Manager key, or application defaults).
+DynamoDB uses ``[source] region`` and ``endpoint_url`` (moto locally) and boto3's own credential
+chain.
+
+>>> client = bigquery_client(load_config("ddb2bq.toml"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from google.api_core.client_options import ClientOptions
+from google.cloud import bigquery
+
+from ddb2bq.config import Config
+from ddb2bq.credentials import CredentialsProvider, anonymous_credentials
+from ddb2bq.schema import TableLayout
+from ddb2bq.sinks.base import Writer
+from ddb2bq.sinks.bigquery import WriterFactory
+from ddb2bq.sinks.tables import TableRefs
+
+
+def bigquery_client(config: Config, credentials: Any = None) -> bigquery.Client:
+    """A BigQuery REST client for ``[target]``; ``credentials`` overrides ``[google]``."""
+    endpoint = config.target.endpoint
+    if endpoint:
+        return bigquery.Client(
+            project=config.target.project or None,
+            credentials=anonymous_credentials(),
+            client_options=ClientOptions(api_endpoint=endpoint),
+            location=config.target.location,
+        )
+    return bigquery.Client(
+        project=config.target.project or None,
+        credentials=credentials or CredentialsProvider(config.google).get(),
+        location=config.target.location,
+    )
+
+
+def bigquery_write_client(config: Config, credentials: Any = None) -> Any:
+    """A Storage Write API client; plain gRPC to ``[target] grpc_endpoint`` when it is set."""
+    from google.cloud import bigquery_storage_v1  # noqa: PLC0415 (only the storage writer needs it)
+
+    grpc_endpoint = config.target.grpc_endpoint
+    if grpc_endpoint:
+        import grpc  # noqa: PLC0415
+        from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (  # noqa: PLC0415
+            BigQueryWriteGrpcTransport,
+        )
+
+        channel = grpc.insecure_channel(grpc_endpoint)
+        transport = BigQueryWriteGrpcTransport(channel=channel)
+        return bigquery_storage_v1.BigQueryWriteClient(transport=transport)  # type: ignore[no-untyped-call]
+    creds = credentials or CredentialsProvider(config.google).get()
+    return bigquery_storage_v1.BigQueryWriteClient(credentials=creds)  # type: ignore[no-untyped-call]
+
+
+def dynamodb_client(config: Config) -> Any:
+    """A boto3 DynamoDB client for ``[source]``."""
+    import boto3  # noqa: PLC0415 (an optional dependency: the aws extra)
+
+    return boto3.client(
+        "dynamodb", region_name=config.source.region, endpoint_url=config.source.endpoint_url
+    )
+
+
+def changelog_writer_for(
+    config: Config, client: bigquery.Client, write_client: Any = None
+) -> WriterFactory:
+    """``layout -> Writer`` for the changelog, per ``[target] writer``."""
+    refs = TableRefs.from_config(config, client.project)
+    if config.target.writer == "insert_all":
+        from ddb2bq.sinks.insert_all import InsertAllWriter  # noqa: PLC0415
+
+        def insert_all(layout: TableLayout) -> Writer:
+            # Client.insert_rows_json is narrower than InsertClient spells it; it is the real thing.
+            return InsertAllWriter(cast(Any, client), refs.changes.api, layout.changelog_columns())
+
+        return insert_all
+    from ddb2bq.sinks.storage_write import StorageWriteWriter  # noqa: PLC0415
+
+    write_client = write_client or bigquery_write_client(config)
+    path = _table_path(refs.changes.project, refs.changes.dataset, refs.changes.table)
+
+    def storage_write(layout: TableLayout) -> Writer:
+        return StorageWriteWriter(write_client, path, layout.changelog_columns())
+
+    return storage_write
+
+
+def cdc_writer_for(
+    config: Config, client: bigquery.Client, write_client: Any = None
+) -> WriterFactory:
+    """``layout -> Writer`` of the ``cdc`` mirror's UPSERT/DELETE rows (Storage Write)."""
+    from ddb2bq.sinks.storage_write import StorageWriteWriter  # noqa: PLC0415
+
+    refs = TableRefs.from_config(config, client.project)
+    write_client = write_client or bigquery_write_client(config)
+    path = _table_path(refs.mirror.project, refs.mirror.dataset, refs.mirror.table)
+
+    def cdc(layout: TableLayout) -> Writer:
+        keys = [c.name for c in layout.keys]
+        return StorageWriteWriter(write_client, path, layout.mirror_columns(), cdc=True, keys=keys)
+
+    return cdc
+
+
+def _table_path(project: str, dataset: str, table: str) -> str:
+    return f"projects/{project}/datasets/{dataset}/tables/{table}"
