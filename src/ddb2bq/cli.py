@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import orjson
 
 from ddb2bq.config import Config, load_config
+from ddb2bq.deploy import commands as deploy_commands
 from ddb2bq.exceptions import ConfigError, Ddb2bqError, RecordError
 from ddb2bq.records import Change, now_micros, parse_one
 from ddb2bq.rows import RowBuilder
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config(convert)
     convert.set_defaults(run=run_convert)
+    deploy_commands.register(commands, _add_config)
     table_commands.register(commands, _add_config)
     return parser
 

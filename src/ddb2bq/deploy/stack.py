@@ -1,0 +1,274 @@
+"""Turning on the table's stream, uploading the zip, and creating or updating the stack.
+
+Every function takes the boto3 client it uses (``dynamodb``, ``s3``, ``cloudformation``), so the
+command line passes real ones and tests pass clients on moto or a recording fake.
+
+- :func:`enable_stream`: UpdateTable with a NEW_AND_OLD_IMAGES stream; a no-op when that stream
+  is already on; refuses to replace a stream of another view type (its readers would lose it).
+- :func:`upload_code`: the zip under a content-addressed key (``...-<sha256>.zip``), so new code
+  is a change CloudFormation sees, and an unchanged zip is not uploaded again.
+- :func:`deploy_stack`: a change set (CREATE or UPDATE), waited for, each change reported,
+  then executed and waited for; "no changes" is success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ddb2bq.exceptions import ConfigError, Ddb2bqError
+
+VIEW_TYPE = "NEW_AND_OLD_IMAGES"
+CAPABILITIES = ["CAPABILITY_IAM"]
+_NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+_DONE = frozenset(("CREATE_COMPLETE", "UPDATE_COMPLETE"))
+_FAILED_SUFFIXES = ("_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED")
+
+Sleep = Callable[[float], None]
+
+
+class DeployError(Ddb2bqError):
+    """The stack could not be created or updated; the message says what CloudFormation said."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """The table's stream after :func:`enable_stream`; ``changed`` when this call turned it on."""
+
+    table: str
+    stream_arn: str
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One resource change of a change set, as CloudFormation describes it."""
+
+    action: str
+    logical_id: str
+    resource_type: str
+    replacement: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.action:<8} {self.logical_id:<22} {self.resource_type:<34} "
+            f"replacement: {self.replacement}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeployResult:
+    """What a deploy did: the stack, whether it was new, its changes, its final status."""
+
+    stack_name: str
+    created: bool
+    changes: tuple[Change, ...]
+    status: str
+    outputs: dict[str, str]
+
+
+def enable_stream(dynamodb: Any, table: str) -> StreamState:
+    """Turn on a NEW_AND_OLD_IMAGES stream on ``table``; nothing to do when it is on already.
+
+    >>> enable_stream(boto3.client("dynamodb"), "orders").stream_arn  # doctest: +SKIP
+    'arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-11-30T00:00:00.000'
+    """
+    description = dynamodb.describe_table(TableName=table)["Table"]
+    spec = description.get("StreamSpecification") or {}
+    if spec.get("StreamEnabled"):
+        view = spec.get("StreamViewType")
+        if view != VIEW_TYPE:
+            raise ConfigError(
+                f"Table {table!r} already has a stream of view type {view}; ddb2bq needs "
+                f"{VIEW_TYPE}. A table has one stream: turn it off (update-table "
+                "--stream-specification StreamEnabled=false) once its readers are done, then "
+                "run enable-stream again."
+            )
+        return StreamState(table, description["LatestStreamArn"], changed=False)
+    response = dynamodb.update_table(
+        TableName=table,
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": VIEW_TYPE},
+    )
+    return StreamState(table, response["TableDescription"]["LatestStreamArn"], changed=True)
+
+
+def stream_arn_of(dynamodb: Any, table: str) -> str:
+    """The ARN of ``table``'s current stream (DescribeTable ``LatestStreamArn``)."""
+    description = dynamodb.describe_table(TableName=table)["Table"]
+    if not (description.get("StreamSpecification") or {}).get("StreamEnabled"):
+        raise ConfigError(
+            f"Table {table!r} has no stream; run `ddb2bq enable-stream` first, or set "
+            "[lambda] stream_arn."
+        )
+    arn: str = description["LatestStreamArn"]
+    return arn
+
+
+def code_key_for(base_key: str, zip_bytes: bytes) -> str:
+    """``base_key`` with the zip's SHA-256 before the suffix.
+
+    >>> code_key_for("ddb2bq/ddb2bq-lambda.zip", b"PK")[:32]
+    'ddb2bq/ddb2bq-lambda-9f5e8a42e7'
+    """
+    digest = hashlib.sha256(zip_bytes).hexdigest()[:16]
+    path = PurePosixPath(base_key)
+    return str(path.with_name(f"{path.stem}-{digest}{path.suffix or '.zip'}"))
+
+
+def upload_code(s3: Any, bucket: str, base_key: str, zip_path: Path) -> str:
+    """Upload ``zip_path`` to ``bucket`` under its content-addressed key; returns the key."""
+    body = zip_path.read_bytes()
+    key = code_key_for(base_key, body)
+    if not _object_exists(s3, bucket, key):
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return key
+
+
+def _object_exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def deploy_stack(
+    cloudformation: Any,
+    stack_name: str,
+    template_body: str,
+    *,
+    execute: bool = True,
+    report: Callable[[str], None] = print,
+    sleep: Sleep = time.sleep,
+    timeout: float = 1800.0,
+) -> DeployResult:
+    """Create or update ``stack_name`` through a change set; report each change, then execute.
+
+    With ``execute=False`` the change set is described and deleted, nothing else.
+    """
+    created = not _stack_exists(cloudformation, stack_name)
+    name = f"ddb2bq-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    cloudformation.create_change_set(
+        StackName=stack_name,
+        ChangeSetName=name,
+        ChangeSetType="CREATE" if created else "UPDATE",
+        TemplateBody=template_body,
+        Capabilities=CAPABILITIES,
+        Description="ddb2bq deploy",
+    )
+    described = _wait_for_change_set(cloudformation, stack_name, name, sleep, timeout)
+    if described is None:
+        report(f"Stack {stack_name}: no changes.")
+        cloudformation.delete_change_set(StackName=stack_name, ChangeSetName=name)
+        return DeployResult(stack_name, False, (), _stack_status(cloudformation, stack_name), {})
+    changes = tuple(_changes(cloudformation, stack_name, name, described))
+    report(f"Stack {stack_name}: {'create' if created else 'update'}, {len(changes)} change(s):")
+    for change in changes:
+        report(f"  {change}")
+    if not execute:
+        cloudformation.delete_change_set(StackName=stack_name, ChangeSetName=name)
+        return DeployResult(stack_name, created, changes, "NOT_EXECUTED", {})
+    cloudformation.execute_change_set(StackName=stack_name, ChangeSetName=name)
+    status = _wait_for_stack(cloudformation, stack_name, sleep, timeout)
+    outputs = _outputs(cloudformation, stack_name)
+    report(f"Stack {stack_name}: {status}.")
+    return DeployResult(stack_name, created, changes, status, outputs)
+
+
+def _stack_exists(cloudformation: Any, stack_name: str) -> bool:
+    """Whether a stack to update exists (one left in REVIEW_IN_PROGRESS is created again)."""
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except cloudformation.exceptions.ClientError as exc:
+        if "does not exist" in str(exc):
+            return False
+        raise
+    return bool(stacks) and stacks[0]["StackStatus"] != "REVIEW_IN_PROGRESS"
+
+
+def _wait_for_change_set(
+    cloudformation: Any, stack_name: str, name: str, sleep: Sleep, timeout: float
+) -> dict[str, Any] | None:
+    """The described change set once created; None when it holds no changes."""
+    for _ in _polls(sleep, timeout, f"change set {name} of stack {stack_name}"):
+        described: dict[str, Any] = cloudformation.describe_change_set(
+            StackName=stack_name, ChangeSetName=name
+        )
+        status = described["Status"]
+        if status == "CREATE_COMPLETE":
+            return described
+        if status == "FAILED":
+            reason = described.get("StatusReason", "")
+            if any(text in reason for text in _NO_CHANGES):
+                return None
+            raise DeployError(f"The change set for stack {stack_name} failed: {reason}")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _changes(
+    cloudformation: Any, stack_name: str, name: str, first: dict[str, Any]
+) -> Iterator[Change]:
+    page = first
+    while True:
+        for entry in page.get("Changes", []):
+            resource = entry.get("ResourceChange", {})
+            yield Change(
+                action=resource.get("Action", "?"),
+                logical_id=resource.get("LogicalResourceId", "?"),
+                resource_type=resource.get("ResourceType", "?"),
+                replacement=resource.get("Replacement") or "-",
+            )
+        token = page.get("NextToken")
+        if not token:
+            return
+        page = cloudformation.describe_change_set(
+            StackName=stack_name, ChangeSetName=name, NextToken=token
+        )
+
+
+def _wait_for_stack(cloudformation: Any, stack_name: str, sleep: Sleep, timeout: float) -> str:
+    for _ in _polls(sleep, timeout, f"stack {stack_name}"):
+        status = _stack_status(cloudformation, stack_name)
+        if status in _DONE:
+            return status
+        if status.endswith(_FAILED_SUFFIXES):
+            raise DeployError(
+                f"Stack {stack_name} ended in {status}: {_failure_reason(cloudformation, stack_name)}"
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _stack_status(cloudformation: Any, stack_name: str) -> str:
+    status: str = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
+    return status
+
+
+def _failure_reason(cloudformation: Any, stack_name: str) -> str:
+    events = cloudformation.describe_stack_events(StackName=stack_name).get("StackEvents", [])
+    for event in events:
+        if event.get("ResourceStatus", "").endswith("_FAILED"):
+            return f"{event.get('LogicalResourceId')}: {event.get('ResourceStatusReason', '?')}"
+    return "no failed resource reported; see the stack's events"
+
+
+def _outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _polls(sleep: Sleep, timeout: float, what: str) -> Iterator[int]:
+    """Yield until ``timeout`` seconds of sleeping have passed, backing off from 1 s to 10 s."""
+    waited, delay, attempt = 0.0, 1.0, 0
+    while waited <= timeout:
+        yield attempt
+        attempt += 1
+        sleep(delay)
+        waited += delay
+        delay = min(delay * 1.5, 10.0)
+    raise DeployError(f"Timed out after {timeout:.0f} s waiting for {what}.")

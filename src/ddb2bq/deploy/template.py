@@ -1,0 +1,404 @@
+"""``ddb2bq template``: the CloudFormation stack of the Lambda function, from the configuration.
+
+=====================  ==========================================================================
+resource               what and why
+=====================  ==========================================================================
+``Function``           ``ddb2bq.aws_lambda.handler``; runtime, architecture, memory and timeout
+                       from ``[lambda]``; the ``DDB2BQ_*`` environment from the other sections
+``StreamMapping``      the event source mapping on the table's stream: TRIM_HORIZON, batch size,
+                       batching window, parallelization factor, bisect on error,
+                       ReportBatchItemFailures, retry and record-age limits, on-failure -> queue
+``Role``               least privilege: read only that stream, write only its own log group,
+                       send only to its queue, put only under its dead-letter bucket prefix,
+                       read only its secret (when the secret credentials path is configured)
+``LogGroup``           ``/aws/lambda/<function>`` with a retention, so logs do not live forever
+``DeadLetterQueue``    SQS: where Lambda sends the description of batches it gave up on (and the
+                       function's own dead letters when ``[dead_letters] kind = "sqs"`` names no
+                       other queue)
+``IteratorAge*``       alarms: warning at one hour, critical well before the 24-hour trim
+``Errors``,            alarms on function errors and on anything arriving in the queue
+``DeadLetters``
+=====================  ==========================================================================
+
+The template is plain CloudFormation JSON (no transform), so ``aws cloudformation deploy``,
+``ddb2bq deploy`` and ``cfn-lint`` all take it as it is.
+
+Example::
+
+    document = build_template(load_config("ddb2bq.toml"), stream_arn=arn)
+    Path("stack.json").write_text(render(document))
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ddb2bq.config import Config
+from ddb2bq.exceptions import ConfigError
+
+HANDLER = "ddb2bq.aws_lambda.handler"
+STREAM_ARN = re.compile(
+    r"^arn:(?P<partition>aws[\w-]*):dynamodb:(?P<region>[\w-]+):(?P<account>\d{12}):"
+    r"table/(?P<table>[\w.-]+)/stream/(?P<label>[\w:.-]+)$"
+)
+_SQS_URL = re.compile(
+    r"^https://sqs\.(?P<region>[\w-]+)\.amazonaws\.com[\w.]*/(?P<account>\d{12})/(?P<name>[\w-]+(\.fifo)?)$"
+)
+_NAME = re.compile(r"[^A-Za-z0-9-]+")
+_ENV_SECTIONS = ("source", "target", "columns", "dead_letters", "google")
+_ENV_SKIP = {  # local stand-ins' endpoints: a deployed function talks to the real services
+    ("source", "endpoint_url"),
+    ("target", "endpoint"),
+    ("target", "grpc_endpoint"),
+}
+_ALARM_PERIOD = 300
+Json = dict[str, Any]
+
+
+def build_template(config: Config, *, stream_arn: str, code_key: str | None = None) -> Json:
+    """The CloudFormation template (a JSON document) for ``config``'s Lambda function.
+
+    ``stream_arn`` is the table's stream (``[lambda] stream_arn``, or DescribeTable's
+    ``LatestStreamArn``); ``code_key`` overrides ``[lambda] code_key`` (``ddb2bq deploy``
+    uploads the zip under a content-addressed key so that new code is a change CloudFormation
+    sees).
+
+    >>> build_template(config, stream_arn=arn)["Resources"]["Function"]["Type"]  # doctest: +SKIP
+    'AWS::Lambda::Function'
+    """
+    _check(config, stream_arn)
+    function_name = function_name_for(config)
+    resources = {
+        "DeadLetterQueue": _queue(),
+        "LogGroup": _log_group(config, function_name),
+        "Role": _role(config, stream_arn, function_name),
+        "Function": _function(config, function_name, code_key or config.lambda_.code_key),
+        "StreamMapping": _mapping(config, stream_arn),
+        **_alarms(config, function_name),
+    }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"ddb2bq: replicate DynamoDB table {config.source.table} into BigQuery "
+        f"{config.target.project}.{config.target.dataset}.{config.target_table}",
+        "Resources": resources,
+        "Outputs": _outputs(),
+    }
+
+
+def render(document: Mapping[str, Any]) -> str:
+    """The template as JSON text, keys in a stable order so that diffs stay small."""
+    return json.dumps(document, indent=2) + "\n"
+
+
+def function_name_for(config: Config) -> str:
+    """``[lambda] function_name``, else ``ddb2bq-<table>`` (at most 64 characters)."""
+    name = config.lambda_.function_name or f"ddb2bq-{config.source.table}"
+    return _NAME.sub("-", name).strip("-")[:64]
+
+
+def stack_name_for(config: Config) -> str:
+    """``[lambda] stack_name``, else the function's name."""
+    name = config.lambda_.stack_name or function_name_for(config)
+    return _NAME.sub("-", name).strip("-")[:128]
+
+
+def _check(config: Config, stream_arn: str) -> None:
+    match = STREAM_ARN.match(stream_arn)
+    if match is None:
+        raise ConfigError(
+            f"{stream_arn!r} is not a DynamoDB stream ARN "
+            "(arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL)."
+        )
+    if config.source.table and match["table"] != config.source.table:
+        raise ConfigError(
+            f"The stream {stream_arn!r} belongs to table {match['table']!r}, not to "
+            f"[source] table {config.source.table!r}."
+        )
+    for section, key in (("target", "project"), ("target", "dataset"), ("lambda", "code_bucket")):
+        holder = config.lambda_ if section == "lambda" else getattr(config, section)
+        if not getattr(holder, key):
+            raise ConfigError(f"The template needs [{section}] {key}.")
+    kind = config.dead_letters.kind
+    if kind == "local":
+        raise ConfigError(
+            'A Lambda function has no lasting disk for [dead_letters] kind = "local": set kind '
+            '= "sqs" (the stack\'s queue is used when sqs_queue_url is empty) or "s3" with '
+            "s3_bucket."
+        )
+    if kind == "s3" and not config.dead_letters.s3_bucket:
+        raise ConfigError('[dead_letters] kind = "s3" needs [dead_letters] s3_bucket.')
+    if kind == "sqs" and config.dead_letters.sqs_queue_url:
+        _queue_arn(config.dead_letters.sqs_queue_url)
+
+
+def _queue() -> Json:
+    return {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {
+            "MessageRetentionPeriod": 1209600,  # 14 days, SQS's longest
+            "SqsManagedSseEnabled": True,
+        },
+    }
+
+
+def _log_group(config: Config, function_name: str) -> Json:
+    return {
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {
+            "LogGroupName": f"/aws/lambda/{function_name}",
+            "RetentionInDays": _retention(config.lambda_.log_retention_days),
+        },
+    }
+
+
+_RETENTIONS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+               2557, 2922, 3288, 3653)  # fmt: skip
+
+
+def _retention(days: int) -> int:
+    """The shortest retention CloudWatch Logs offers that keeps logs at least ``days``."""
+    return next(r for r in _RETENTIONS if r >= days)
+
+
+def _role(config: Config, stream_arn: str, function_name: str) -> Json:
+    statements = [
+        _allow(
+            "ReadTheStream",
+            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+            stream_arn,
+        ),
+        _allow("ListTheTablesStreams", ["dynamodb:ListStreams"], _table_streams(stream_arn)),
+        _allow(
+            "WriteItsLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            _sub(
+                f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/{function_name}:*"
+            ),
+        ),
+        _allow("SendToItsQueue", ["sqs:SendMessage"], _queues(config)),
+    ]
+    if config.dead_letters.kind == "s3":
+        bucket, prefix = config.dead_letters.s3_bucket, config.dead_letters.s3_prefix
+        statements.append(
+            _allow(
+                "PutItsDeadLetters",
+                ["s3:PutObject"],
+                _sub(f"arn:${{AWS::Partition}}:s3:::{bucket}/{prefix}*"),
+            )
+        )
+    secret = _secret_arn(config)
+    if secret is not None:
+        statements.append(_allow("ReadItsGoogleKey", ["secretsmanager:GetSecretValue"], secret))
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": f"ddb2bq function {function_name}: reads one stream, writes its logs "
+            "and dead letters",
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            },
+            "Policies": [
+                {
+                    "PolicyName": "ddb2bq-function",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                }
+            ],
+        },
+    }
+
+
+def _allow(sid: str, actions: list[str], resource: Any) -> Json:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource}
+
+
+def _sub(text: str) -> Json:
+    return {"Fn::Sub": text}
+
+
+def _table_streams(stream_arn: str) -> str:
+    return stream_arn.rsplit("/stream/", 1)[0] + "/stream/*"
+
+
+def _queues(config: Config) -> list[Any]:
+    queues: list[Any] = [{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}]
+    if config.dead_letters.kind == "sqs" and config.dead_letters.sqs_queue_url:
+        queues.append(_queue_arn(config.dead_letters.sqs_queue_url))
+    return queues
+
+
+def _queue_arn(url: str) -> str:
+    match = _SQS_URL.match(url)
+    if match is None:
+        raise ConfigError(
+            f"[dead_letters] sqs_queue_url {url!r} is not an SQS queue URL "
+            "(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)."
+        )
+    partition = "aws-cn" if url.endswith(".cn") or ".amazonaws.com.cn/" in url else "aws"
+    return f"arn:{partition}:sqs:{match['region']}:{match['account']}:{match['name']}"
+
+
+def _secret_arn(config: Config) -> Any:
+    """The secret's ARN when the function reads its Google key from Secrets Manager."""
+    google = config.google
+    uses_secret = google.credentials == "secret" or (
+        google.credentials == "auto" and google.secret_id and not google.workload_identity_config
+    )
+    if not uses_secret:
+        return None
+    if google.secret_id.startswith("arn:"):
+        return google.secret_id
+    # A secret's ARN ends in '-' and six random characters that its name does not carry.
+    return _sub(
+        f"arn:${{AWS::Partition}}:secretsmanager:${{AWS::Region}}:${{AWS::AccountId}}:"
+        f"secret:{google.secret_id}-??????"
+    )
+
+
+def _function(config: Config, function_name: str, code_key: str) -> Json:
+    settings = config.lambda_
+    return {
+        "Type": "AWS::Lambda::Function",
+        "DependsOn": ["LogGroup"],
+        "Properties": {
+            "FunctionName": function_name,
+            "Description": f"ddb2bq: DynamoDB {config.source.table} -> BigQuery",
+            "Handler": HANDLER,
+            "Runtime": f"python{settings.python}",
+            "Architectures": [settings.architecture],
+            "MemorySize": settings.memory,
+            "Timeout": settings.timeout,
+            "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+            "Code": {"S3Bucket": settings.code_bucket, "S3Key": code_key},
+            "Environment": {"Variables": function_environment(config)},
+        },
+    }
+
+
+def function_environment(config: Config) -> dict[str, Any]:
+    """The ``DDB2BQ_*`` variables that configure the function: every setting not at its default.
+
+    ``load_config(environ=...)`` of these variables gives back the same sections.
+    """
+    defaults = Config()
+    variables: dict[str, Any] = {}
+    for section in _ENV_SECTIONS:
+        values, default = getattr(config, section), getattr(defaults, section)
+        for key in type(values).__dataclass_fields__:
+            value = getattr(values, key)
+            if (section, key) in _ENV_SKIP or value == getattr(default, key):
+                continue
+            variables[f"DDB2BQ_{section.upper()}_{key.upper()}"] = _env_text(value)
+    if config.dead_letters.kind == "sqs" and not config.dead_letters.sqs_queue_url:
+        variables["DDB2BQ_DEAD_LETTERS_SQS_QUEUE_URL"] = {"Ref": "DeadLetterQueue"}
+    return variables
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return json.dumps(list(value)) if any("," in v for v in value) else ",".join(value)
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value), sort_keys=True)
+    return str(value)
+
+
+def _mapping(config: Config, stream_arn: str) -> Json:
+    settings = config.lambda_
+    return {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "DependsOn": ["Role"],  # the poller checks the role can read the stream when created
+        "Properties": {
+            "EventSourceArn": stream_arn,
+            "FunctionName": {"Ref": "Function"},
+            "StartingPosition": "TRIM_HORIZON",
+            "BatchSize": settings.batch_size,
+            "MaximumBatchingWindowInSeconds": settings.batching_window,
+            "ParallelizationFactor": settings.parallelization_factor,
+            "BisectBatchOnFunctionError": True,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "MaximumRetryAttempts": settings.maximum_retry_attempts,
+            "MaximumRecordAgeInSeconds": settings.maximum_record_age,
+            "DestinationConfig": {
+                "OnFailure": {"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+            },
+        },
+    }
+
+
+def _alarms(config: Config, function_name: str) -> dict[str, Json]:
+    settings = config.lambda_
+    function = [{"Name": "FunctionName", "Value": {"Ref": "Function"}}]
+    queue = [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}]
+    hours = settings.iterator_age_critical / 3600
+    return {
+        "IteratorAgeWarning": _alarm(
+            config,
+            f"{function_name}: the stream is more than {settings.iterator_age_warning // 60} "
+            "minutes behind. Raise parallelization_factor, batch_size or memory; check errors.",
+            ("AWS/Lambda", "IteratorAge", "Maximum", function),
+            settings.iterator_age_warning * 1000,
+        ),
+        "IteratorAgeCritical": _alarm(
+            config,
+            f"{function_name}: the stream is {hours:g} hours behind; records are trimmed after "
+            "24 hours. Act now (docs/lambda.md, 'When the iterator-age alarm fires').",
+            ("AWS/Lambda", "IteratorAge", "Maximum", function),
+            settings.iterator_age_critical * 1000,
+        ),
+        "Errors": _alarm(
+            config,
+            f"{function_name}: the function failed (an error, a timeout or out of memory).",
+            ("AWS/Lambda", "Errors", "Sum", function),
+            0,
+        ),
+        "DeadLetters": _alarm(
+            config,
+            f"{function_name}: messages are waiting in the dead-letter queue.",
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", queue),
+            0,
+        ),
+    }
+
+
+def _alarm(
+    config: Config, description: str, metric: tuple[str, str, str, list[Json]], threshold: int
+) -> Json:
+    namespace, name, statistic, dimensions = metric
+    actions = [config.lambda_.alarm_topic] if config.lambda_.alarm_topic else []
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            "Namespace": namespace,
+            "MetricName": name,
+            "Dimensions": dimensions,
+            "Statistic": statistic,
+            "Period": _ALARM_PERIOD,
+            "EvaluationPeriods": 1,
+            "Threshold": threshold,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": actions,
+            "OKActions": actions,
+        },
+    }
+
+
+def _outputs() -> Json:
+    return {
+        "FunctionArn": {"Value": {"Fn::GetAtt": ["Function", "Arn"]}},
+        "StreamMappingId": {"Value": {"Ref": "StreamMapping"}},
+        "DeadLetterQueueUrl": {"Value": {"Ref": "DeadLetterQueue"}},
+        "RoleArn": {"Value": {"Fn::GetAtt": ["Role", "Arn"]}},
+    }
