@@ -1,0 +1,130 @@
+"""The dead-letter format: one JSON object per letter, lossless, and the store contract.
+
+A dead letter (one line of a ``.jsonl`` file or S3 object, or one SQS message body)::
+
+    {"table": "orders", "error": "BigQuery rejected the row of event e1 (key Id='7') ...",
+     "failed_at": "2024-05-01T12:00:00.000000Z", "failed_at_us": 1714564800000000,
+     "source": "lambda", "event_id": "e1", "keys": {"Id": {"N": "7"}},
+     "record": {... the original input record, as it came ...}}
+
+``source`` names the record's format (``lambda``, ``kinesis``, ``getrecords``, ``export``,
+``scan``) so a replay can parse it again. :func:`to_json` keeps every record JSON-able without
+loss: ``bytes`` become base64 text, ``datetime`` ISO 8601 text, ``Decimal`` its exact text,
+sets sorted lists.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+import orjson
+
+from ddb2bq.exceptions import RecordError
+from ddb2bq.sinks.base import DeadLetter
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def to_json(value: Any) -> Any:
+    """``value`` with every part JSON can hold, without loss.
+
+    >>> to_json({"B": b"\\x00\\xff", "at": datetime(2024, 5, 1, tzinfo=UTC), "n": Decimal("1.50")})
+    {'B': 'AP8=', 'at': '2024-05-01T00:00:00+00:00', 'n': '1.50'}
+    """
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((to_json(v) for v in value), key=orjson.dumps)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return {"__repr__": repr(value), "__type__": type(value).__qualname__}
+
+
+def encode_letter(letter: DeadLetter) -> bytes:
+    """One dead letter as a JSON object (no newline)."""
+    return orjson.dumps(
+        {
+            "table": letter.table,
+            "error": letter.error,
+            "failed_at": _timestamp(letter.failed_at_us),
+            "failed_at_us": letter.failed_at_us,
+            "source": letter.source,
+            "event_id": letter.event_id,
+            "keys": to_json(letter.keys),
+            "record": to_json(letter.record),
+        }
+    )
+
+
+def decode_letter(text: str | bytes, where: str = "") -> DeadLetter:
+    """The dead letter in ``text`` (as :func:`encode_letter` wrote it)."""
+    try:
+        data = orjson.loads(text)
+        return DeadLetter(
+            table=str(data["table"]),
+            error=str(data["error"]),
+            failed_at_us=int(data["failed_at_us"]),
+            source=str(data["source"]),
+            record=data["record"],
+            event_id=str(data.get("event_id") or ""),
+            keys=data.get("keys"),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"not a dead letter: {exc}", record=where) from exc
+
+
+def _timestamp(micros: int) -> str:
+    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def day(micros: int) -> str:
+    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%d")
+
+
+def safe_name(table: str) -> str:
+    name = _UNSAFE.sub("_", table) or "_"
+    return "_" + name if name.startswith(".") else name
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Letters taken from a store for a replay, and what the store needs to settle them."""
+
+    letters: tuple[DeadLetter, ...]
+    handle: Any
+
+
+class DeadLetterStore(Protocol):
+    """Dead letters read back: listed, claimed for a replay, and settled after it."""
+
+    def read(self, table: str | None = None) -> Iterator[DeadLetter]:
+        """Every stored letter (of ``table``), without changing anything."""
+        ...
+
+    def claim(self, table: str) -> list[Claim]:
+        """Take the letters of ``table`` for a replay."""
+        ...
+
+    def settle(self, claim: Claim, remaining: Sequence[DeadLetter]) -> None:
+        """Remove ``claim``'s letters, keeping ``remaining`` (with their new errors)."""
+        ...
+
+
+def with_error(letter: DeadLetter, error: str, failed_at_us: int) -> DeadLetter:
+    """``letter`` failed again: the new error and time, the same record."""
+    return replace(letter, error=error, failed_at_us=failed_at_us)

@@ -1,0 +1,275 @@
+"""Replaying dead letters: parse each letter's original record again, send it through the sink,
+and remove only the letters that landed.
+
+Run it after fixing the cause (a column type, a dropped table recreated): ``ddb2bq
+replay-dead-letters --config ddb2bq.toml``. A letter whose change is written is removed; one the
+sink dead-letters again (it wrote a new letter with the new error) is removed too; every other
+letter stays, with its new error and time. Replaying is idempotent: a change written twice has
+the same ``event_id`` and ``seq`` (the changelog's insert id, the mirror's ordering).
+
+The sink is any object with ``write(changes) -> result`` whose ``result.outcomes`` hold one
+outcome per change with a ``status`` (``written``, ``dead_lettered``, or anything else: not
+landed) and a ``reason``: :class:`~ddb2bq.sinks.bigquery.BigQuerySink`, or :class:`WriterSink`
+around a single writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import orjson
+
+from ddb2bq.exceptions import RecordError
+from ddb2bq.records import (
+    Change,
+    from_export_line,
+    from_get_records_record,
+    from_kinesis_record,
+    from_lambda_record,
+    from_scan_item,
+    now_micros,
+)
+from ddb2bq.rows import RowBuilder
+from ddb2bq.sinks.base import DeadLetter, Writer
+from ddb2bq.sinks.dead_letters.format import Claim, DeadLetterStore, with_error
+
+LANDED = frozenset(("written", "dead_lettered"))
+
+
+class ReplayOutcome(Protocol):
+    """What became of one replayed change."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class ReplayResult(Protocol):
+    """One outcome per change, in order."""
+
+    @property
+    def outcomes(self) -> Sequence[ReplayOutcome]: ...
+
+
+class ReplaySink(Protocol):
+    """Where replayed changes go."""
+
+    def write(self, changes: Sequence[Change]) -> ReplayResult:
+        """Write ``changes``; one outcome per change."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An outcome of :class:`WriterSink`: ``written``, ``retryable`` or ``failed``."""
+
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WriterResult:
+    """The outcomes of one :meth:`WriterSink.write`."""
+
+    outcomes: tuple[Outcome, ...]
+
+
+class WriterSink:
+    """A :class:`ReplaySink` over one writer: builds the rows, writes them, reports outcomes.
+
+    >>> sink = WriterSink(RowBuilder(layout), InsertAllWriter(client, table, columns))  # doctest: +SKIP
+    """
+
+    def __init__(self, builder: RowBuilder, writer: Writer) -> None:
+        self._builder = builder
+        self._writer = writer
+
+    def write(self, changes: Sequence[Change]) -> WriterResult:
+        """Write ``changes``: a change that cannot be converted or written is ``failed`` (or
+        ``retryable``) with the reason."""
+        outcomes = [Outcome("written") for _ in changes]
+        built = []
+        for index, change in enumerate(changes):
+            try:
+                built.append((index, self._builder.build(change)))
+            except RecordError as exc:
+                outcomes[index] = Outcome("failed", str(exc))
+        result = self._writer.write([rows for _, rows in built])
+        for failure in result.failures:
+            status = "retryable" if failure.retryable else "failed"
+            outcomes[built[failure.index][0]] = Outcome(status, failure.reason)
+        return WriterResult(tuple(outcomes))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """What a replay did: letters removed because their change landed (or was dead-lettered
+    anew), and letters kept with their new error (``unreadable``: the record cannot be parsed)."""
+
+    landed: int = 0
+    relettered: int = 0
+    kept: int = 0
+    unreadable: int = 0
+
+    def __add__(self, other: ReplayReport) -> ReplayReport:
+        return ReplayReport(
+            self.landed + other.landed,
+            self.relettered + other.relettered,
+            self.kept + other.kept,
+            self.unreadable + other.unreadable,
+        )
+
+
+def parse_letter(letter: DeadLetter, *, generation: int = 0) -> Change:
+    """The change in ``letter``'s record, parsed by its ``source`` format.
+
+    Snapshot letters (``export``, ``scan``) take their key names from ``keys`` (hash key first)
+    and their snapshot time from ``failed_at_us``; stream letters keep their sequence number.
+    ``generation`` is the current one: see docs/dead-letters.md on replaying across generations.
+    """
+    record = letter.record
+    source = letter.source if letter.source in _PARSERS else _guess_source(record)
+    change = _PARSERS[source](letter, record, generation)
+    return change if change.table else _with_table(change, letter.table)
+
+
+def _keys(letter: DeadLetter) -> list[str]:
+    if not isinstance(letter.keys, dict) or not letter.keys:
+        raise RecordError(f"the {letter.source} letter of event {letter.event_id} has no keys")
+    return list(letter.keys)
+
+
+def _export(letter: DeadLetter, record: Any, generation: int) -> Change:
+    line = record if isinstance(record, str) else orjson.dumps(record)
+    return from_export_line(
+        line,
+        key_names=_keys(letter),
+        exported_at_us=letter.failed_at_us,
+        generation=generation,
+        table=letter.table,
+    )
+
+
+def _scan(letter: DeadLetter, record: Any, generation: int) -> Change:
+    if not isinstance(record, dict):
+        raise RecordError(f"the scan letter of event {letter.event_id} holds no item object")
+    return from_scan_item(
+        record,
+        key_names=_keys(letter),
+        scanned_at_us=letter.failed_at_us,
+        generation=generation,
+        table=letter.table,
+    )
+
+
+def _change(letter: DeadLetter, record: Any, generation: int) -> Change:
+    """A change that had no original record (built in code) was lettered as its fields."""
+    try:
+        return Change(**{**record, "record": None})
+    except TypeError as exc:
+        raise RecordError(f"the letter of event {letter.event_id} is not a change: {exc}") from exc
+
+
+_PARSERS: dict[str, Callable[[DeadLetter, Any, int], Change]] = {
+    "lambda": lambda _, r, g: from_lambda_record(r, generation=g),
+    "kinesis": lambda _, r, g: from_kinesis_record(r, generation=g),
+    "getrecords": lambda _, r, g: from_get_records_record(r, generation=g),
+    "export": _export,
+    "scan": _scan,
+    "change": _change,
+}
+
+
+def _guess_source(record: Any) -> str:
+    """The format of a record lettered under another name (such as ``stream``)."""
+    if isinstance(record, dict):
+        if "kinesis" in record:
+            return "kinesis"
+        if "dynamodb" in record:
+            return "getrecords"  # reads Lambda and GetRecords records alike, JSON or boto3 form
+        if "op" in record and "seq" in record:
+            return "change"
+        if "Item" in record:
+            return "export"
+        return "scan"
+    raise RecordError(f"the dead letter's record is {type(record).__name__}, not an object")
+
+
+def _with_table(change: Change, table: str) -> Change:
+    return replace(change, table=table)
+
+
+def replay(
+    store: DeadLetterStore,
+    sink: ReplaySink,
+    table: str,
+    *,
+    generation: int = 0,
+    batch_size: int = 500,
+    clock: Callable[[], int] = now_micros,
+) -> ReplayReport:
+    """Replay the letters of ``table`` in ``store`` through ``sink``; settle each claim.
+
+    >>> replay(LocalDeadLetters("dead-letters"), sink, "orders")  # doctest: +SKIP
+    ReplayReport(landed=3, relettered=0, kept=1, unreadable=0)
+    """
+    report = ReplayReport()
+    for group in _groups(store.claim(table), batch_size):
+        report += _replay_group(store, sink, group, generation, clock)
+    return report
+
+
+def _groups(claims: list[Claim], size: int) -> Iterator[list[Claim]]:
+    group: list[Claim] = []
+    count = 0
+    for claim in claims:
+        group.append(claim)
+        count += len(claim.letters)
+        if count >= size:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
+
+
+def _replay_group(
+    store: DeadLetterStore,
+    sink: ReplaySink,
+    claims: list[Claim],
+    generation: int,
+    clock: Callable[[], int],
+) -> ReplayReport:
+    letters = [letter for claim in claims for letter in claim.letters]
+    errors: dict[int, str] = {}
+    parsed: list[tuple[int, Change]] = []
+    for index, letter in enumerate(letters):
+        try:
+            parsed.append((index, parse_letter(letter, generation=generation)))
+        except RecordError as exc:
+            errors[index] = f"cannot be parsed again: {exc} (first error: {letter.error})"
+    statuses = dict.fromkeys(errors, "unreadable")
+    if parsed:
+        result = sink.write([change for _, change in parsed])
+        for (index, _), outcome in zip(parsed, result.outcomes, strict=True):
+            statuses[index] = outcome.status
+            if outcome.status not in LANDED:
+                errors[index] = outcome.reason
+    now = clock()
+    offset = 0
+    for claim in claims:
+        positions = range(offset, offset + len(claim.letters))
+        offset += len(claim.letters)
+        store.settle(
+            claim, [with_error(letters[i], errors[i], now) for i in positions if i in errors]
+        )
+    counts = list(statuses.values())
+    return ReplayReport(
+        landed=counts.count("written"),
+        relettered=counts.count("dead_lettered"),
+        kept=len(errors),
+        unreadable=counts.count("unreadable"),
+    )

@@ -1,0 +1,284 @@
+"""Dead letters: the lossless JSON form, local files (append, claim, settle), and replay."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ddb2bq.config import DeadLettersConfig
+from ddb2bq.exceptions import TerminalError
+from ddb2bq.records import Change, from_get_records_record, from_lambda_record, from_scan_item
+from ddb2bq.rows import RowBuilder, Rows
+from ddb2bq.sinks.base import DeadLetter, Failure, WriteResult
+from ddb2bq.sinks.dead_letters import (
+    LocalDeadLetters,
+    S3DeadLetters,
+    SqsDeadLetters,
+    dead_letters_from_config,
+    decode_letter,
+    encode_letter,
+    read_dead_letters,
+    to_json,
+)
+from ddb2bq.sinks.dead_letters.replay import (
+    WriterSink,
+    parse_letter,
+    replay,
+)
+from tests.sink_data import INGESTED_AT_US, layout, record
+
+FAILED_AT = 1_714_564_800_000_000  # 2024-05-01T12:00:00Z
+
+
+def letter_of(change_record: dict[str, Any], source: str = "lambda", **fields: Any) -> DeadLetter:
+    change = from_lambda_record(copy.deepcopy(change_record))
+    values: dict[str, Any] = {
+        "table": "orders",
+        "error": "BigQuery rejected the row: column 'total': Cannot convert value to numeric",
+        "failed_at_us": FAILED_AT,
+        "source": source,
+        "record": change_record,
+        "event_id": change.event_id,
+        "keys": change.keys,
+    }
+    return DeadLetter(**{**values, **fields})
+
+
+# --- the JSON form -----------------------------------------------------------------------------
+
+
+def test_to_json_keeps_bytes_times_and_decimals_as_text() -> None:
+    value = {
+        "B": b"\x00\xff",
+        "BS": [b"a", bytearray(b"b")],
+        "at": datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        "n": Decimal("1234567895171680000000000000000000000000"),
+        "ss": {"b", "a"},
+        "plain": [1, 2.5, True, None, "x"],
+    }
+    assert to_json(value) == {
+        "B": "AP8=",
+        "BS": ["YQ==", "Yg=="],
+        "at": "2024-05-01T12:00:00.123456+00:00",
+        "n": "1234567895171680000000000000000000000000",
+        "ss": ["a", "b"],
+        "plain": [1, 2.5, True, None, "x"],
+    }
+
+
+@given(st.binary(max_size=64), st.datetimes(timezones=st.just(UTC)), st.decimals(allow_nan=False))
+def test_to_json_loses_nothing(blob: bytes, moment: datetime, number: Decimal) -> None:
+    encoded = orjson.loads(orjson.dumps(to_json({"b": blob, "t": moment, "n": number})))
+    assert base64.b64decode(encoded["b"]) == blob
+    assert datetime.fromisoformat(encoded["t"]) == moment
+    assert Decimal(encoded["n"]) == number
+
+
+def test_a_letter_round_trips_through_its_line() -> None:
+    letter = letter_of(record(7))
+    line = encode_letter(letter)
+    assert decode_letter(line) == letter
+    assert orjson.loads(line)["failed_at"] == "2024-05-01T12:00:00.000000Z"
+
+
+def test_a_getrecords_letter_with_bytes_and_datetimes_parses_back_to_the_same_change() -> None:
+    # GIVEN a boto3 GetRecords record (datetime, bytes), lettered through to_json
+    boto3_record = {
+        "eventID": "e-boto3",
+        "eventName": "MODIFY",
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2024, 5, 1, 12, 0, 1, tzinfo=UTC),
+            "Keys": {"Id": {"B": b"\x01\x02"}},
+            "NewImage": {"Id": {"B": b"\x01\x02"}, "blobs": {"BS": [b"\xff"]}},
+            "SequenceNumber": "4700000000000000000000001",
+        },
+    }
+    original = from_get_records_record(boto3_record)
+    letter = DeadLetter(
+        "orders", "err", FAILED_AT, "getrecords", boto3_record, "e-boto3", original.keys
+    )
+    # WHEN it is written as a line and parsed again
+    again = parse_letter(decode_letter(encode_letter(letter)))
+    # THEN it is the same change (the record is now its JSON form)
+    assert (again.keys, again.new_image, again.seq, again.changed_at_us) == (
+        original.keys,
+        original.new_image,
+        original.seq,
+        original.changed_at_us,
+    )
+
+
+def test_snapshot_letters_take_their_keys_from_the_letter() -> None:
+    item = {"Id": {"N": "5"}, "Sk": {"S": "a"}, "v": {"S": "x"}}
+    change = from_scan_item(item, key_names=["Id", "Sk"], scanned_at_us=1, generation=2)
+    letter = DeadLetter("orders", "err", FAILED_AT, "scan", item, change.event_id, change.keys)
+    again = parse_letter(decode_letter(encode_letter(letter)), generation=2)
+    assert (again.event_id, again.seq, again.keys) == (change.event_id, change.seq, change.keys)
+    export = DeadLetter("orders", "err", FAILED_AT, "export", {"Item": item}, "x", change.keys)
+    assert parse_letter(export, generation=2).event_id == change.event_id
+
+
+def test_a_letter_under_an_unknown_source_name_is_parsed_by_its_shape() -> None:
+    letter = letter_of(record(3), source="stream")
+    assert parse_letter(letter).event_id == "evt-0003-insert"
+
+
+# --- local files -------------------------------------------------------------------------------
+
+
+def test_local_letters_go_to_one_file_per_table_and_day(tmp_path: Path) -> None:
+    store = LocalDeadLetters(tmp_path)
+    store.send([letter_of(record(1)), letter_of(record(2), table="users")])
+    store.send([letter_of(record(3))])
+    orders = tmp_path / "orders" / "2024-05-01.jsonl"
+    assert len(orders.read_bytes().splitlines()) == 2
+    assert (tmp_path / "users" / "2024-05-01.jsonl").exists()
+    assert [x.event_id for x in read_dead_letters(store, "orders")] == [
+        "evt-0001-insert",
+        "evt-0003-insert",
+    ]
+
+
+def test_a_table_name_cannot_escape_the_folder(tmp_path: Path) -> None:
+    LocalDeadLetters(tmp_path / "letters").send([letter_of(record(1), table="../../etc")])
+    assert list((tmp_path / "letters").iterdir()) == [tmp_path / "letters" / "_.._.._etc"]
+
+
+def test_letters_appended_during_a_replay_are_not_lost(tmp_path: Path) -> None:
+    # GIVEN a file being claimed while another thread keeps appending
+    store = LocalDeadLetters(tmp_path)
+    store.send([letter_of(record(0))])
+    sent = 200
+
+    def append() -> None:
+        for n in range(1, sent + 1):
+            store.send([letter_of(record(n))])
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    claimed = []
+    while writer.is_alive():
+        claims = store.claim("orders")
+        claimed += [x.event_id for c in claims for x in c.letters]
+        for claim in claims:
+            store.settle(claim, [])
+    writer.join()
+    claimed += [x.event_id for c in store.claim("orders") for x in c.letters]
+    # THEN every letter was claimed exactly once
+    assert sorted(claimed) == sorted(f"evt-{n:04d}-insert" for n in range(sent + 1))
+
+
+def test_an_interrupted_replay_leaves_its_claim_to_be_taken_again(tmp_path: Path) -> None:
+    store = LocalDeadLetters(tmp_path)
+    store.send([letter_of(record(1))])
+    store.claim("orders")  # and then the process died
+    store.send([letter_of(record(2))])
+    claims = store.claim("orders")
+    assert sorted(x.event_id for c in claims for x in c.letters) == [
+        "evt-0001-insert",
+        "evt-0002-insert",
+    ]
+
+
+# --- the factory -------------------------------------------------------------------------------
+
+
+def test_the_factory_builds_each_kind() -> None:
+    assert isinstance(dead_letters_from_config(DeadLettersConfig(path="x")), LocalDeadLetters)
+    s3 = dead_letters_from_config(DeadLettersConfig(kind="s3", s3_bucket="b"), s3_client=object())
+    assert isinstance(s3, S3DeadLetters)
+    sqs = dead_letters_from_config(
+        DeadLettersConfig(kind="sqs", sqs_queue_url="https://q", s3_bucket="b"),
+        s3_client=object(),
+        sqs_client=object(),
+    )
+    assert isinstance(sqs, SqsDeadLetters)
+    assert isinstance(sqs.overflow, S3DeadLetters)
+    with pytest.raises(TerminalError, match="sqs_queue_url"):
+        dead_letters_from_config(DeadLettersConfig(kind="sqs"), sqs_client=object())
+
+
+# --- replay ------------------------------------------------------------------------------------
+
+
+class FakeWriter:
+    """Refuses the rows whose ``total`` is not in ``accepts``; keeps what it wrote."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        self.refuse = refuse
+        self.written: list[str] = []
+
+    def write(self, batch: Sequence[Rows]) -> WriteResult:
+        failures = []
+        for index, rows in enumerate(batch):
+            if rows.change.event_id in self.refuse:
+                failures.append(Failure(index, f"still refused: {rows.change.event_id}", False))
+            else:
+                self.written.append(rows.change.event_id)
+        return WriteResult(len(batch) - len(failures), tuple(failures))
+
+
+def sink(writer: FakeWriter) -> WriterSink:
+    return WriterSink(RowBuilder(layout(), clock=lambda: INGESTED_AT_US), writer)
+
+
+def test_replay_removes_the_letters_that_landed_and_keeps_the_rest_with_the_new_error(
+    tmp_path: Path,
+) -> None:
+    # GIVEN three letters, one of which is still refused, and one whose record is broken
+    store = LocalDeadLetters(tmp_path)
+    broken = record(4)
+    del broken["dynamodb"]["Keys"]
+    store.send([letter_of(record(n)) for n in (1, 2, 3)])
+    store.send([letter_of(record(4), record=broken)])
+    writer = FakeWriter(refuse={"evt-0002-insert"})
+    # WHEN they are replayed
+    report = replay(store, sink(writer), "orders", clock=lambda: FAILED_AT + 86_400_000_000)
+    # THEN two landed and were removed; the others stay, with their new error and time
+    assert (report.landed, report.kept, report.unreadable) == (2, 2, 1)
+    assert writer.written == ["evt-0001-insert", "evt-0003-insert"]
+    left = {x.event_id: x for x in read_dead_letters(store, "orders")}
+    assert sorted(left) == ["evt-0002-insert", "evt-0004-insert"]
+    assert left["evt-0002-insert"].error == "still refused: evt-0002-insert"
+    assert left["evt-0002-insert"].failed_at_us == FAILED_AT + 86_400_000_000
+    assert "cannot be parsed again" in left["evt-0004-insert"].error
+    assert left["evt-0004-insert"].record == broken  # still whole
+    # AND a second replay, once the cause is fixed, lands the refused one
+    writer.refuse.clear()
+    assert replay(store, sink(writer), "orders").landed == 1
+    assert [x.event_id for x in read_dead_letters(store, "orders")] == ["evt-0004-insert"]
+
+
+def test_replay_leaves_other_tables_alone(tmp_path: Path) -> None:
+    store = LocalDeadLetters(tmp_path)
+    store.send([letter_of(record(1)), letter_of(record(2), table="users")])
+    replay(store, sink(FakeWriter(set())), "orders")
+    assert [x.table for x in read_dead_letters(store)] == ["users"]
+
+
+def test_replay_settles_in_batches(tmp_path: Path) -> None:
+    store = LocalDeadLetters(tmp_path)
+    for n in range(1, 6):
+        store.send([letter_of(record(n), failed_at_us=FAILED_AT + n * 86_400_000_000)])
+    calls: list[int] = []
+
+    class CountingSink(WriterSink):
+        def write(self, changes: Sequence[Change]) -> Any:
+            calls.append(len(changes))
+            return super().write(changes)
+
+    builder = RowBuilder(layout(), clock=lambda: INGESTED_AT_US)
+    report = replay(store, CountingSink(builder, FakeWriter(set())), "orders", batch_size=2)
+    assert calls == [2, 2, 1]
+    assert report.landed == 5
