@@ -20,6 +20,7 @@ from ddb2bq.records import Change, now_micros, parse_one
 from ddb2bq.rows import RowBuilder
 from ddb2bq.schema import layout_for_changes
 from ddb2bq.sinks import commands as table_commands
+from ddb2bq.sinks.dead_letters import commands as dead_letter_commands
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=run_convert)
     deploy_commands.register(commands, _add_config)
     table_commands.register(commands, _add_config)
+    dead_letter_commands.register(commands, _add_config)
     return parser
 
 

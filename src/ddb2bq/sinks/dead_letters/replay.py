@@ -2,15 +2,15 @@
 and remove only the letters that landed.
 
 Run it after fixing the cause (a column type, a dropped table recreated): ``ddb2bq
-replay-dead-letters --config ddb2bq.toml``. A letter whose change is written is removed; one the
-sink dead-letters again (it wrote a new letter with the new error) is removed too; every other
-letter stays, with its new error and time. Replaying is idempotent: a change written twice has
-the same ``event_id`` and ``seq`` (the changelog's insert id, the mirror's ordering).
+replay-dead-letters --config ddb2bq.toml``. A letter whose change is written is removed; every
+other letter stays, with its new error and time. Replaying is idempotent: a change written twice
+has the same ``event_id`` and ``seq`` (the changelog's insert id, the mirror's ordering).
 
 The sink is any object with ``write(changes) -> result`` whose ``result.outcomes`` hold one
-outcome per change with a ``status`` (``written``, ``dead_lettered``, or anything else: not
-landed) and a ``reason``: :class:`~ddb2bq.sinks.bigquery.BigQuerySink`, or :class:`WriterSink`
-around a single writer.
+outcome per change with a ``status`` (``written``, or anything else: not landed) and a
+``reason``: :class:`~ddb2bq.sinks.bigquery.BigQuerySink` built with :class:`DiscardDeadLetters`
+(the replay keeps the original letters itself, so the sink must not write new ones), or
+:class:`WriterSink` around a single writer.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ddb2bq.rows import RowBuilder
 from ddb2bq.sinks.base import DeadLetter, Writer
 from ddb2bq.sinks.dead_letters.format import Claim, DeadLetterStore, with_error
 
-LANDED = frozenset(("written", "dead_lettered"))
+LANDED = frozenset(("written",))
 
 
 class ReplayOutcome(Protocol):
@@ -61,6 +61,14 @@ class ReplaySink(Protocol):
     def write(self, changes: Sequence[Change]) -> ReplayResult:
         """Write ``changes``; one outcome per change."""
         ...
+
+
+class DiscardDeadLetters:
+    """The dead letters of a sink used for a replay: none are written, because the replay keeps
+    each original letter (with the sink's new error) until its change lands."""
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Drop ``letters``: their originals stay in the store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,20 +115,16 @@ class WriterSink:
 
 @dataclass(frozen=True, slots=True)
 class ReplayReport:
-    """What a replay did: letters removed because their change landed (or was dead-lettered
-    anew), and letters kept with their new error (``unreadable``: the record cannot be parsed)."""
+    """What a replay did: letters removed because their change landed, and letters kept with
+    their new error (``unreadable`` of them because their record cannot be parsed)."""
 
     landed: int = 0
-    relettered: int = 0
     kept: int = 0
     unreadable: int = 0
 
     def __add__(self, other: ReplayReport) -> ReplayReport:
         return ReplayReport(
-            self.landed + other.landed,
-            self.relettered + other.relettered,
-            self.kept + other.kept,
-            self.unreadable + other.unreadable,
+            self.landed + other.landed, self.kept + other.kept, self.unreadable + other.unreadable
         )
 
 
@@ -215,7 +219,7 @@ def replay(
     """Replay the letters of ``table`` in ``store`` through ``sink``; settle each claim.
 
     >>> replay(LocalDeadLetters("dead-letters"), sink, "orders")  # doctest: +SKIP
-    ReplayReport(landed=3, relettered=0, kept=1, unreadable=0)
+    ReplayReport(landed=3, kept=1, unreadable=0)
     """
     report = ReplayReport()
     for group in _groups(store.claim(table), batch_size):
@@ -269,7 +273,6 @@ def _replay_group(
     counts = list(statuses.values())
     return ReplayReport(
         landed=counts.count("written"),
-        relettered=counts.count("dead_lettered"),
         kept=len(errors),
         unreadable=counts.count("unreadable"),
     )
