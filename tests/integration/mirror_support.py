@@ -18,11 +18,11 @@ from ddb2bq.schema import TableLayout
 from ddb2bq.sinks.base import DeadLetter, Writer
 from ddb2bq.sinks.bigquery import BigQuerySink, SinkResult
 from ddb2bq.sinks.insert_all import InsertAllWriter
-from ddb2bq.sinks.mirror import MergeResult, run_merge
+from ddb2bq.sinks.mirror import MergeResult
 from ddb2bq.sinks.retry import RetryPolicy
 from ddb2bq.sinks.sql import quote_all
 from ddb2bq.sinks.storage_write import StorageWriteWriter
-from ddb2bq.sinks.tables import InitReport, TableRefs, init_tables, initial_layout
+from ddb2bq.sinks.tables import InitReport, TableRefs, init_tables, initial_layout, merge_mirror
 
 QUICK = RetryPolicy(max_attempts=3, initial=0.05, maximum=0.2, deadline=5.0)
 WRITERS = ("insert_all", "storage_write")
@@ -100,9 +100,7 @@ class Replication:
         return result
 
     def merge(self, **kwargs: Any) -> MergeResult:
-        return run_merge(
-            self.client, self.sink.layout, self.refs.changes, self.refs.mirror, **kwargs
-        )
+        return merge_mirror(self.client, self.config, **kwargs)
 
     def rows(self, table: str = "mirror") -> list[dict[str, Any]]:
         ref = getattr(self.refs, table)

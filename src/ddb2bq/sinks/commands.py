@@ -87,8 +87,8 @@ def run_merge_command(
 ) -> int:
     """``ddb2bq merge``: run the MERGE once; print rows inserted, updated and deleted."""
     from ddb2bq.sinks.clients import bigquery_client  # noqa: PLC0415
-    from ddb2bq.sinks.mirror import DEFAULT_LOOKBACK, run_merge  # noqa: PLC0415
-    from ddb2bq.sinks.tables import TableRefs, load_layout, sync_mirror  # noqa: PLC0415
+    from ddb2bq.sinks.mirror import DEFAULT_LOOKBACK  # noqa: PLC0415
+    from ddb2bq.sinks.tables import TableRefs, merge_mirror  # noqa: PLC0415
 
     out = stdout or sys.stdout
     if config.target.mirror != "merge":
@@ -98,13 +98,9 @@ def run_merge_command(
     hours: float | None = args.lookback_hours
     client = client or bigquery_client(config)
     refs = TableRefs.from_config(config, client.project)
-    layout = load_layout(client, refs, soft=config.target.deletes == "soft")
-    sync_mirror(client, config, refs, layout)  # columns a writer added since the last run
-    result = run_merge(
+    result = merge_mirror(
         client,
-        layout,
-        refs.changes,
-        refs.mirror,
+        config,
         full=args.full,
         lookback=DEFAULT_LOOKBACK if hours is None else timedelta(hours=hours),
     )

@@ -177,6 +177,9 @@ def run_merge(
 ) -> MergeResult:
     """Run the incremental MERGE once, then move the watermark to this run's start time.
 
+    ``layout`` must be the changelog's current layout: :func:`ddb2bq.sinks.tables.merge_mirror`
+    reads it first, and is what a scheduler or the runner should call.
+
     The watermark is a label on the mirror table, written only after the MERGE succeeded: a run
     that fails or is interrupted leaves it where it was, and the next run covers its rows again
     (harmless: the MERGE is idempotent). ``full`` ignores the watermark and reads every change.

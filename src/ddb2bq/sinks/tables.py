@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from google.api_core.exceptions import NotFound, PreconditionFailed
@@ -33,7 +34,14 @@ from google.cloud import bigquery
 from ddb2bq.config import Config
 from ddb2bq.exceptions import ConfigError, RetryableError
 from ddb2bq.schema import CHANGELOG_COLUMNS, Column, TableLayout, build_layout
-from ddb2bq.sinks.mirror import cdc_table_ddl, clustering_columns, view_ddl
+from ddb2bq.sinks.mirror import (
+    DEFAULT_LOOKBACK,
+    MergeResult,
+    cdc_table_ddl,
+    clustering_columns,
+    run_merge,
+    view_ddl,
+)
 from ddb2bq.sinks.sql import API_ERRORS, TableRef, api_error, api_retry, run_query
 
 logger = logging.getLogger(__name__)
@@ -231,6 +239,26 @@ def evolve(
         for action in actions:
             logger.info("Schema evolution: %s.", action)
     return evolved
+
+
+def merge_mirror(
+    client: bigquery.Client,
+    config: Config,
+    *,
+    full: bool = False,
+    lookback: timedelta = DEFAULT_LOOKBACK,
+) -> MergeResult:
+    """Run the ``merge`` mirror's MERGE once, with the layout the changelog has now.
+
+    A writer may have added columns since this process read the layout; a MERGE built from an
+    older layout would leave them NULL in the mirror for good (later runs skip rows whose ``seq``
+    is not newer). So the layout is read from the changelog, and the mirror given its columns,
+    before each run.
+    """
+    refs = TableRefs.from_config(config, client.project)
+    layout = load_layout(client, refs, soft=config.target.deletes == "soft")
+    sync_mirror(client, config, refs, layout)
+    return run_merge(client, layout, refs.changes, refs.mirror, full=full, lookback=lookback)
 
 
 def sync_mirror(
