@@ -4,6 +4,7 @@ duplicate delivery and out-of-order replays of old changes. A second MERGE chang
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,8 +13,9 @@ from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
 from ddb2bq.records import make_seq
-from ddb2bq.sinks.mirror import WATERMARK_LABEL
-from tests.integration.mirror_support import WRITERS, config, replicate, stream_record
+from ddb2bq.sinks.mirror import WATERMARK_LABEL, view_sql
+from ddb2bq.sinks.sql import param, run_query
+from tests.integration.mirror_support import NOW_S, WRITERS, config, replicate, stream_record
 
 FIRST = [  # one batch as a stream delivers it
     stream_record("a", "INSERT", 101, status={"S": "new"}),
@@ -170,3 +172,39 @@ def test_a_change_older_than_the_lookback_needs_a_full_merge(
     assert incremental.inserted == 0
     assert (full.full, full.inserted) == (True, 1)
     assert [r["pk"] for r in replication.rows()] == ["a", "old"]
+
+
+@pytest.mark.parametrize("deletes", ["hard", "soft"])
+def test_state_as_of_a_time_is_a_filter_on_the_changelog(
+    deletes: str,
+    bq_client: bigquery.Client,
+    bq_write_client: BigQueryWriteClient,
+    dataset: bigquery.Dataset,
+    bq_retry: Retry,
+) -> None:
+    # GIVEN a history over the last three hours: a inserted, paid, removed; b inserted
+    settings = config(dataset, deletes=deletes, promote=["status"], types={"status": "STRING"})
+    replication = replicate(settings, bq_client, bq_write_client, bq_retry)
+    hour = 3600
+    replication.write(
+        [
+            stream_record("a", "INSERT", 1, seconds_ago=3 * hour, status={"S": "new"}),
+            stream_record("b", "INSERT", 2, seconds_ago=3 * hour - 1, status={"S": "new"}),
+            stream_record("a", "MODIFY", 3, seconds_ago=2 * hour, status={"S": "paid"}),
+            stream_record("a", "REMOVE", 4, seconds_ago=1 * hour, status={"S": "paid"}),
+        ]
+    )
+    layout = replication.sink.layout
+
+    def as_of(seconds_ago: int) -> list[tuple[str, str, bool]]:
+        when = datetime.fromtimestamp(NOW_S - seconds_ago, tz=UTC)
+        sql = view_sql(layout, replication.refs.changes, as_of=True) + " ORDER BY `pk`"
+        rows = run_query(bq_client, sql, [param("as_of", when)]).rows
+        return [(r["pk"], r["status"], r.get("_deleted", False)) for r in rows]
+
+    # WHEN the state is read as of 150 minutes, 90 minutes and no time ago
+    # THEN each is the state the source had then
+    assert as_of(150 * 60) == [("a", "new", False), ("b", "new", False)]
+    assert as_of(90 * 60) == [("a", "paid", False), ("b", "new", False)]
+    now = [("a", "paid", True), ("b", "new", False)] if deletes == "soft" else [("b", "new", False)]
+    assert as_of(0) == now

@@ -169,3 +169,11 @@ def test_merge_params_take_a_custom_window() -> None:
         datetime(1969, 12, 31, 23, 0, tzinfo=UTC),
         datetime(1970, 1, 1, tzinfo=UTC),
     ]
+
+
+def test_state_as_of_a_time_filters_the_changelog_by_changed_at() -> None:
+    # GIVEN soft deletes WHEN the state as of @as_of is asked for
+    sql = view_sql(layout(soft=True), CHANGES, as_of=True)
+    # THEN both the newest change and the last state are taken from changes made until then
+    assert "WHERE `changed_at` <= @as_of AND (`op` = 'REMOVE' OR `item` IS NOT NULL)" in sql
+    assert "WHERE `changed_at` <= @as_of AND `op` != 'REMOVE' AND `item` IS NOT NULL" in sql

@@ -56,6 +56,7 @@ DEFAULT_LOOKBACK = timedelta(days=2)
 DEFAULT_OVERLAP = timedelta(minutes=30)
 DEFAULT_MAX_STALENESS_MINUTES = 15
 _BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
+_SINCE = "`changed_at` >= @since AND "  # the MERGE's partition window
 _CLUSTERABLE = frozenset(("STRING", "INT64", "NUMERIC", "BIGNUMERIC", "BOOL", "TIMESTAMP", "DATE"))
 
 
@@ -98,12 +99,17 @@ def clustering_columns(layout: TableLayout) -> list[str]:
     return [c.name for c in layout.keys if c.type in _CLUSTERABLE][:4]
 
 
-def view_sql(layout: TableLayout, changes: TableRef) -> str:
-    """The query of the ``view`` mirror: the newest change per key, per the delete mode."""
-    latest = _latest_sql(layout, changes, incremental=False)
+def view_sql(layout: TableLayout, changes: TableRef, *, as_of: bool = False) -> str:
+    """The query of the ``view`` mirror: the newest change per key, per the delete mode.
+
+    ``as_of``: the state as of the TIMESTAMP parameter ``@as_of`` instead, from the changes
+    made until then (by ``changed_at``, DynamoDB's approximate change time, to the second).
+    """
+    window = "`changed_at` <= @as_of AND " if as_of else ""
+    latest = _latest_sql(layout, changes, window)
     names = quote_all(c.name for c in layout.mirror_columns())
     if layout.soft_deletes:
-        state = _with_state(layout, changes, latest, _Aliases.of(layout), incremental=False)
+        state = _with_state(layout, changes, latest, _Aliases.of(layout), window)
         return f"SELECT {names}\nFROM (\n{state}\n)"
     return f"SELECT {names}\nFROM (\n{latest}\n)\nWHERE `op` != 'REMOVE'"
 
@@ -117,9 +123,9 @@ def merge_sql(layout: TableLayout, changes: TableRef, mirror: TableRef) -> str:
     """The incremental MERGE of the ``merge`` mirror; parameters ``@since`` (TIMESTAMP, the
     partition lower bound on ``changed_at``) and ``@after`` (TIMESTAMP, on ``ingested_at``)."""
     a = _Aliases.of(layout)
-    latest = _latest_sql(layout, changes, incremental=True)
+    latest = _latest_sql(layout, changes, _SINCE, touched=True)
     if layout.soft_deletes:
-        source = _with_state(layout, changes, latest, a, incremental=True)
+        source = _with_state(layout, changes, latest, a, _SINCE)
         clauses = _soft_clauses(layout, a)
     else:
         source, clauses = latest, _hard_clauses(layout, a)
@@ -201,19 +207,18 @@ def run_merge(
     )
 
 
-def _latest_sql(layout: TableLayout, changes: TableRef, *, incremental: bool) -> str:
-    """The newest mirror-relevant change per key (of the touched keys when incremental)."""
+def _latest_sql(
+    layout: TableLayout, changes: TableRef, window: str, *, touched: bool = False
+) -> str:
+    """The newest mirror-relevant change per key among the changes in ``window`` (a condition
+    on ``changed_at``), of the keys touched since ``@after`` when ``touched``."""
     keys = quote_all(c.name for c in layout.keys)
     columns = quote_all(c.name for c in _state_columns(layout))
-    where = "(`op` = 'REMOVE' OR `item` IS NOT NULL)"
-    touched = ""
-    if incremental:
-        where = f"`changed_at` >= @since AND {where}"
-        touched = f"\n  AND MAX(`ingested_at`) OVER (PARTITION BY {keys}) > @after"
+    recent = f"\n  AND MAX(`ingested_at`) OVER (PARTITION BY {keys}) > @after" if touched else ""
     return (
         f"  SELECT {keys}, {columns}, `op`, `seq` AS `_seq`, `changed_at` AS `_changed_at`\n"
-        f"  FROM {changes.sql}\n  WHERE {where}\n"
-        f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY `seq` DESC) = 1{touched}"
+        f"  FROM {changes.sql}\n  WHERE {window}(`op` = 'REMOVE' OR `item` IS NOT NULL)\n"
+        f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY `seq` DESC) = 1{recent}"
     )
 
 
@@ -223,10 +228,10 @@ def _state_columns(layout: TableLayout) -> list[Column]:
 
 
 def _with_state(
-    layout: TableLayout, changes: TableRef, latest: str, a: _Aliases, *, incremental: bool
+    layout: TableLayout, changes: TableRef, latest: str, a: _Aliases, window: str
 ) -> str:
     """Soft deletes: the newest change per key, with the state of its newest non-REMOVE change
-    (``item`` is NULL when there is none, in the window when ``incremental``)."""
+    in ``window`` (``item`` is NULL when there is none)."""
     keys = [c.name for c in layout.keys]
     state_names = [c.name for c in _state_columns(layout)]
     on = " AND ".join(f"{a.latest}.{quote(k)} = {a.state}.{quote(k)}" for k in keys)
@@ -237,10 +242,9 @@ def _with_state(
         f"{a.latest}.`_changed_at`",
         f"{a.latest}.`op` = 'REMOVE' AS `_deleted`",
     ]
-    since = "`changed_at` >= @since AND " if incremental else ""
     state = (
         f"  SELECT {quote_all(keys)}, {quote_all(state_names)}\n  FROM {changes.sql}\n"
-        f"  WHERE {since}`op` != 'REMOVE' AND `item` IS NOT NULL\n"
+        f"  WHERE {window}`op` != 'REMOVE' AND `item` IS NOT NULL\n"
         f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY {quote_all(keys)} ORDER BY `seq` DESC) = 1"
     )
     return (
