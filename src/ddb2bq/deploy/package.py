@@ -245,19 +245,24 @@ def write_zip(source: Path, out: Path) -> int:
     """Zip ``source`` into ``out`` reproducibly; returns the number of files."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    entries = sorted(source.rglob("*"), key=lambda p: p.relative_to(source).as_posix())
+    entries = sorted((_entry_name(p, source), p) for p in source.rglob("*"))
     files = 0
     with zipfile.ZipFile(partial, "w") as archive:
-        for path in entries:
-            name = path.relative_to(source).as_posix()
+        for name, path in entries:
             if path.is_dir():
-                archive.writestr(_info(name + "/", DIR_MODE | stat.S_IFDIR), b"")
+                archive.writestr(_info(name, DIR_MODE | stat.S_IFDIR), b"")
             else:
                 info = _info(name, FILE_MODE | stat.S_IFREG)
                 archive.writestr(info, path.read_bytes(), compresslevel=9)
                 files += 1
     os.replace(partial, out)
     return files
+
+
+def _entry_name(path: Path, root: Path) -> str:
+    """The archive name: POSIX, relative, folders ending in '/' (sorted as they are stored)."""
+    name = path.relative_to(root).as_posix()
+    return name + "/" if path.is_dir() else name
 
 
 def _info(name: str, mode: int) -> zipfile.ZipInfo:
