@@ -124,14 +124,16 @@ class SqsDeadLetters:
             )
 
     def read(self, table: str | None = None) -> Iterator[DeadLetter]:
-        """Every letter in the queue (of ``table``); each becomes visible again at once."""
-        for claim in self._receive(table):
+        """Every letter in the queue (of ``table``): received, then all made visible again."""
+        claims = self._receive(table)
+        for claim in claims:
             self._release(claim.handle)
+        for claim in claims:
             yield from claim.letters
 
     def claim(self, table: str) -> list[Claim]:
         """Receive the messages of ``table``, hidden for the visibility timeout."""
-        return list(self._receive(table))
+        return self._receive(table)
 
     def settle(self, claim: Claim, remaining: Sequence[DeadLetter]) -> None:
         """Send the letters still failing as new messages, then delete the claimed one."""
@@ -139,9 +141,14 @@ class SqsDeadLetters:
             self.send(remaining)
         self._call(self._sqs.delete_message, QueueUrl=self.queue_url, ReceiptHandle=claim.handle)
 
-    def _receive(self, table: str | None) -> Iterator[Claim]:
-        seen = 0
-        while seen < self._max_messages:
+    def _receive(self, table: str | None) -> list[Claim]:
+        """Receive every message (up to ``max_messages``), hidden for the visibility timeout;
+        those not ours to take (another table's, or not a dead letter, such as a Lambda
+        failure record) are made visible again at the end, so they are not received twice."""
+        claims: list[Claim] = []
+        skipped: list[str] = []
+        seen: set[str] = set()
+        while len(seen) < self._max_messages:
             response = self._call(
                 self._sqs.receive_message,
                 QueueUrl=self.queue_url,
@@ -149,27 +156,29 @@ class SqsDeadLetters:
                 VisibilityTimeout=self._visibility,
                 WaitTimeSeconds=0,
             )
-            messages = response.get("Messages", [])
+            messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
             if not messages:
-                return
-            seen += len(messages)
+                break
             for message in messages:
+                seen.add(message["MessageId"])
                 claim = self._claim_message(message, table)
-                if claim is not None:
-                    yield claim
+                if claim is None:
+                    skipped.append(message["ReceiptHandle"])
+                else:
+                    claims.append(claim)
+        for handle in skipped:
+            self._release(handle)
+        return claims
 
     def _claim_message(self, message: Mapping[str, Any], table: str | None) -> Claim | None:
-        """The message as a claim, or None (and visible again) when it is not ours to take."""
-        handle = message["ReceiptHandle"]
+        """The message as a claim, or None when it is not ours to take."""
         try:
-            letter = decode_letter(message["Body"], where=f"SQS message {message.get('MessageId')}")
+            letter = decode_letter(message["Body"], where=f"SQS message {message['MessageId']}")
         except RecordError:
-            self._release(handle)  # not a dead letter (say, a Lambda failure record): leave it
             return None
         if table is not None and letter.table != table:
-            self._release(handle)
             return None
-        return Claim((letter,), handle)
+        return Claim((letter,), message["ReceiptHandle"])
 
     def _release(self, handle: str) -> None:
         self._call(

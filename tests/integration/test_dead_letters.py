@@ -1,0 +1,287 @@
+"""Dead letters end to end: a change BigQuery refuses goes whole to the dead letters while the
+others land; ``ddb2bq replay-dead-letters`` lands it once the table is fixed. And the S3 and SQS
+stores against moto."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+from google.api_core.retry import Retry
+from google.cloud import bigquery
+from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
+
+from ddb2bq.cli import main
+from ddb2bq.config import Config, load_config
+from ddb2bq.local import REGION, Server
+from ddb2bq.records import from_lambda_record
+from ddb2bq.schema import Column, TableLayout
+from ddb2bq.sinks.base import DeadLetter, Writer
+from ddb2bq.sinks.bigquery import BigQuerySink
+from ddb2bq.sinks.dead_letters import (
+    LocalDeadLetters,
+    S3DeadLetters,
+    SqsDeadLetters,
+    read_dead_letters,
+)
+from ddb2bq.sinks.dead_letters.aws import SQS_MAX_BYTES
+from ddb2bq.sinks.insert_all import InsertAllWriter
+from ddb2bq.sinks.retry import RetryPolicy
+from ddb2bq.sinks.storage_write import StorageWriteWriter
+from ddb2bq.sinks.tables import TableRefs, init_tables, initial_layout, schema_field
+from tests.sink_data import record
+
+QUICK = RetryPolicy(max_attempts=3, initial=0.05, maximum=0.2, deadline=5.0)
+KEY_SCHEMA = [("Id", "N"), ("Sk", "S")]
+
+
+def write_config(path: Path, dataset: str, writer: str, letters: Path) -> Path:
+    path.write_text(
+        f"""
+[source]
+table = "orders"
+keys = ["Id", "Sk"]
+
+[target]
+dataset = "{dataset}"
+writer = "{writer}"
+
+[columns]
+promote = ["status", "total"]
+types = {{ status = "STRING", total = "STRING" }}
+
+[dead_letters]
+kind = "local"
+path = "{letters}"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def writer_for(config: Config, client: bigquery.Client, write_client: BigQueryWriteClient) -> Any:
+    refs = TableRefs.from_config(config, client.project)
+
+    def build(layout: TableLayout) -> Writer:
+        columns = layout.changelog_columns()
+        if config.target.writer == "insert_all":
+            return InsertAllWriter(client, refs.changes.api, columns, retry_policy=QUICK)
+        changes = refs.changes
+        path = f"projects/{changes.project}/datasets/{changes.dataset}/tables/{changes.table}"
+        return StorageWriteWriter(write_client, path, columns, retry_policy=QUICK)
+
+    return build
+
+
+def recreate_changelog(
+    client: bigquery.Client, config: Config, columns: list[Column], retry: Retry
+) -> None:
+    ref = TableRefs.from_config(config, client.project).changes
+    client.delete_table(ref.api, retry=retry, timeout=30)
+    table = bigquery.Table(ref.api, schema=[schema_field(c) for c in columns])
+    client.create_table(table, retry=retry, timeout=30)
+
+
+def changelog(client: bigquery.Client, config: Config, retry: Retry) -> list[dict[str, Any]]:
+    ref = TableRefs.from_config(config, client.project).changes
+    sql = f"SELECT event_id, total FROM `{ref.api}` ORDER BY event_id"
+    job = client.query(sql, retry=retry, job_retry=retry)
+    return [dict(row) for row in job.result(retry=retry, timeout=30)]
+
+
+@pytest.mark.parametrize("kind", ["insert_all", "storage_write"])
+def test_a_refused_change_is_dead_lettered_whole_and_replay_lands_it_after_the_fix(
+    kind: str,
+    tmp_path: Path,
+    local_env: dict[str, str],
+    bq_client: bigquery.Client,
+    bq_write_client: BigQueryWriteClient,
+    dataset: bigquery.Dataset,
+    bq_retry: Retry,
+) -> None:
+    # GIVEN replication set up with `total` as STRING, but a changelog table left over from
+    # when `total` was NUMERIC
+    letters = tmp_path / "letters"
+    config_path = write_config(tmp_path / "ddb2bq.toml", dataset.dataset_id, kind, letters)
+    config = load_config(config_path)
+    layout = init_tables(bq_client, config, initial_layout(config, KEY_SCHEMA)).layout
+    columns = layout.changelog_columns()
+    stale = [Column(c.name, "NUMERIC") if c.name == "total" else c for c in columns]
+    recreate_changelog(bq_client, config, stale, bq_retry)
+    sink = BigQuerySink(
+        config,
+        layout,
+        bq_client,
+        writer_for(config, bq_client, bq_write_client),
+        LocalDeadLetters(letters),
+        source="lambda",
+    )
+    records = [record(n, total={"N": "1E+40" if n == 3 else f"{n}.25"}) for n in range(1, 6)]
+    changes = [from_lambda_record(copy.deepcopy(r), index=i) for i, r in enumerate(records)]
+
+    # WHEN a batch where one total does not fit NUMERIC is written
+    result = sink.write(changes)
+
+    # THEN that change is dead-lettered, whole; the four others landed
+    assert [o.status for o in result.outcomes] == [
+        "written", "written", "dead_lettered", "written", "written",
+    ]  # fmt: skip
+    (letter,) = read_dead_letters(LocalDeadLetters(letters), "orders")
+    assert letter.record == records[2]
+    assert (letter.event_id, letter.source) == ("evt-0003-insert", "lambda")
+    assert letter.keys == {"Id": {"N": "3"}, "Sk": {"S": "order#0003"}}
+    assert "numeric" in letter.error.lower()
+    landed = [row["event_id"] for row in changelog(bq_client, config, bq_retry)]
+    assert landed == ["evt-0001-insert", "evt-0002-insert", "evt-0004-insert", "evt-0005-insert"]
+
+    # WHEN the table is fixed (recreated by init with the layout's types) and the letters replayed
+    recreate_changelog(bq_client, config, columns, bq_retry)
+    out, err = io.StringIO(), io.StringIO()
+    code = _run(["replay-dead-letters", "--config", str(config_path)], out, err)
+
+    # THEN the change landed exactly, and no letter is left
+    assert (code, out.getvalue(), err.getvalue()) == (0, "orders: 1 landed, 0 kept\n", "")
+    assert changelog(bq_client, config, bq_retry) == [
+        {"event_id": "evt-0003-insert", "total": "1" + "0" * 40}
+    ]
+    assert read_dead_letters(LocalDeadLetters(letters), "orders") == []
+
+
+def test_replay_keeps_letters_that_still_fail_with_the_new_error(
+    tmp_path: Path,
+    local_env: dict[str, str],
+    bq_client: bigquery.Client,
+    dataset: bigquery.Dataset,
+    bq_retry: Retry,
+) -> None:
+    # GIVEN a dead letter whose cause is not fixed (the column is still NUMERIC)
+    letters = tmp_path / "letters"
+    config_path = write_config(tmp_path / "ddb2bq.toml", dataset.dataset_id, "insert_all", letters)
+    config = load_config(config_path)
+    layout = init_tables(bq_client, config, initial_layout(config, KEY_SCHEMA)).layout
+    stale = [
+        Column(c.name, "NUMERIC") if c.name == "total" else c for c in layout.changelog_columns()
+    ]
+    recreate_changelog(bq_client, config, stale, bq_retry)
+    original = record(9, total={"N": "1E+40"})
+    LocalDeadLetters(letters).send(
+        [DeadLetter("orders", "first error", 1, "lambda", original, "evt-0009-insert")]
+    )
+    # WHEN replayed: the sink reads `total` as NUMERIC from the table, so the value does not
+    # fit the column: it stays in `item` and the row lands (type conflicts never fail a row)
+    out, err = io.StringIO(), io.StringIO()
+    code = _run(["replay-dead-letters", "--config", str(config_path)], out, err)
+    assert (code, out.getvalue()) == (0, "orders: 1 landed, 0 kept\n")
+    # AND a letter whose record is broken stays, with the parse error, the record whole
+    broken = record(10)
+    del broken["dynamodb"]["Keys"]
+    LocalDeadLetters(letters).send(
+        [DeadLetter("orders", "first error", 1, "lambda", broken, "evt-0010-insert")]
+    )
+    out = io.StringIO()
+    code = _run(["replay-dead-letters", "--config", str(config_path)], out, err)
+    assert (code, out.getvalue()) == (1, "orders: 0 landed, 1 kept (1 unreadable)\n")
+    (left,) = read_dead_letters(LocalDeadLetters(letters), "orders")
+    assert "cannot be parsed again" in left.error
+    assert left.record == broken
+
+
+def _run(argv: list[str], out: io.StringIO, err: io.StringIO) -> int:
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        return main(argv)
+
+
+# --- S3 and SQS against moto -------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3(aws_env: None, moto_server: Server) -> Iterator[Any]:
+    client = boto3.client("s3", endpoint_url=moto_server.endpoint, region_name=REGION)
+    client.create_bucket(Bucket="letters")
+    yield client
+    for item in client.list_objects_v2(Bucket="letters").get("Contents", []):
+        client.delete_object(Bucket="letters", Key=item["Key"])
+    client.delete_bucket(Bucket="letters")
+
+
+@pytest.fixture
+def sqs(aws_env: None, moto_server: Server) -> Iterator[tuple[Any, str]]:
+    client = boto3.client("sqs", endpoint_url=moto_server.endpoint, region_name=REGION)
+    url = client.create_queue(QueueName=f"letters-{id(client)}")["QueueUrl"]
+    yield client, url
+    client.delete_queue(QueueUrl=url)
+
+
+def letter(n: int, table: str = "orders", **fields: Any) -> DeadLetter:
+    return DeadLetter(**{
+        "table": table, "error": f"error {n}", "failed_at_us": 1_714_564_800_000_000 + n,
+        "source": "lambda", "record": record(n), "event_id": f"evt-{n:04d}-insert",
+        "keys": {"Id": {"N": str(n)}}, **fields,
+    })  # fmt: skip
+
+
+def test_s3_keeps_one_object_per_table_per_batch_and_settles_them(s3: Any) -> None:
+    store = S3DeadLetters(s3, "letters", "dl/")
+    store.send([letter(1), letter(2), letter(3, table="users")])
+    store.send([letter(4)])
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="letters")["Contents"])
+    assert [k.rsplit("/", 2)[0] for k in keys] == ["dl/orders", "dl/orders", "dl/users"]
+    assert all(k.split("/")[2] == "2024-05-01" for k in keys)
+    # WHEN the orders letters are claimed and only letter 2 still fails
+    claims = store.claim("orders")
+    for claim in claims:
+        store.settle(claim, [x for x in claim.letters if x.event_id == "evt-0002-insert"])
+    # THEN one object holds letter 2; the users letter is untouched
+    assert [x.event_id for x in store.read("orders")] == ["evt-0002-insert"]
+    assert [x.event_id for x in store.read("users")] == ["evt-0003-insert"]
+
+
+def test_sqs_sends_batches_and_overflows_a_big_letter_to_s3(s3: Any, sqs: tuple[Any, str]) -> None:
+    client, url = sqs
+    overflow = S3DeadLetters(s3, "letters", "big/")
+    store = SqsDeadLetters(client, url, overflow=overflow, visibility_timeout=30)
+    big = letter(99, record={**record(99), "pad": "x" * SQS_MAX_BYTES})
+    # WHEN 23 letters and one over 256 KB are sent
+    store.send([letter(n) for n in range(23)] + [big])
+    # THEN the 23 are messages, the big one is in S3, whole
+    assert sorted(x.event_id for x in read_dead_letters(store)) == [
+        f"evt-{n:04d}-insert" for n in range(23)
+    ]
+    (overflowed,) = overflow.read("orders")
+    assert overflowed.record == orjson.loads(orjson.dumps(big.record))
+
+
+def test_sqs_without_overflow_refuses_a_big_letter_naming_its_key(sqs: tuple[Any, str]) -> None:
+    client, url = sqs
+    store = SqsDeadLetters(client, url)
+    big = letter(7, record={"pad": "x" * SQS_MAX_BYTES})
+    with pytest.raises(Exception, match=r"evt-0007-insert .*'Id': \{'N': '7'\}.*s3_bucket"):
+        store.send([big])
+
+
+def test_sqs_claim_and_settle_delete_only_the_landed_letters(sqs: tuple[Any, str]) -> None:
+    client, url = sqs
+    store = SqsDeadLetters(client, url, visibility_timeout=30)
+    store.send([letter(1), letter(2), letter(3, table="users")])
+    client.send_message(QueueUrl=url, MessageBody='{"requestContext": "a Lambda failure record"}')
+    claims = store.claim("orders")
+    assert sorted(x.event_id for c in claims for x in c.letters) == [
+        "evt-0001-insert",
+        "evt-0002-insert",
+    ]
+    for claim in claims:
+        store.settle(claim, [x for x in claim.letters if x.event_id == "evt-0002-insert"])
+    left = read_dead_letters(store)
+    assert sorted((x.table, x.event_id) for x in left) == [
+        ("orders", "evt-0002-insert"),
+        ("users", "evt-0003-insert"),
+    ]
+    body = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert any("requestContext" in m["Body"] for m in body)  # not ours: left in the queue
