@@ -9,8 +9,9 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
+from ddb2bq.sinks import tables
 from ddb2bq.sinks.bigquery import BigQuerySink
-from ddb2bq.sinks.tables import init_tables, initial_layout
+from ddb2bq.sinks.tables import add_columns, evolve, init_tables, initial_layout
 from tests.integration.mirror_support import (
     WRITERS,
     ListDeadLetters,
@@ -117,3 +118,33 @@ def test_init_after_evolution_keeps_every_column_and_changes_nothing(
     assert (columns(replication.table("changes")), columns(replication.table())) == before
     assert [c.name for c in report.layout.promoted] == ["status"]
     assert not any(a.startswith(("created", "added")) for a in report.actions)
+
+
+def test_a_name_taken_by_a_racing_worker_is_never_used_for_another_attribute(
+    bq_client: bigquery.Client,
+    bq_write_client: BigQueryWriteClient,
+    dataset: bigquery.Dataset,
+    bq_retry: Retry,
+) -> None:
+    # GIVEN a worker that read the layout, then another worker that added `Status` (attribute
+    # Status) before the first adds a column for attribute `status`
+    settings = config(dataset, mirror="merge", promote=["Status", "status"])
+    replication = replicate(settings, bq_client, bq_write_client, bq_retry)
+    stale = replication.report.layout
+    add_columns(
+        bq_client, replication.refs.changes, stale.with_promoted({"Status": "STRING"}).promoted
+    )
+    # WHEN the first worker adds its column (BigQuery names are case-insensitive: `status` is taken)
+    actions: list[str] = []
+    layout = tables._add_promoted(
+        bq_client, replication.refs.changes, stale, {"status": "STRING"}, actions
+    )
+    # THEN its layout gives `status` no column rather than the other attribute's one
+    assert [(c.attribute, c.name) for c in layout.promoted] == [("Status", "Status")]
+    assert actions == []
+    # AND the next evolution gives `status` a column of its own
+    evolved = evolve(bq_client, settings, layout, {"status": "STRING"})
+    assert [(c.attribute, c.name) for c in evolved.promoted] == [
+        ("Status", "Status"),
+        ("status", "status_073c1634"),
+    ]

@@ -306,11 +306,20 @@ def _add_promoted(
     attributes: Mapping[str, str],
     actions: list[str],
 ) -> TableLayout:
+    """Add the columns ``attributes`` need; return the layout the table has afterwards.
+
+    Read back rather than assumed: a worker racing this one may have taken a name first (say
+    ``Status`` while this one adds ``status``); the table's descriptions then say whose column it
+    is, and the attribute left without one gets its own on its next appearance.
+    """
     wanted = layout.with_promoted(attributes)
+    if wanted == layout:
+        return layout
     added = add_columns(client, ref, wanted.changelog_columns())
     if added:
         actions.append(f"added columns {', '.join(added)} to {ref}")
-    return wanted
+    table = _get_table(client, ref)
+    return wanted if table is None else layout_from_schema(table.schema, layout)
 
 
 def _nullable(column: Column) -> Column:
