@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as api
 
 from ddb2bq.config import ColumnsConfig, Config, SourceConfig, TargetConfig
 from ddb2bq.exceptions import RetryableError
@@ -156,3 +157,46 @@ def test_conflict_counter_counts_without_logging_again() -> None:
     counter = ConflictCounter()
     counter.add([("a", "x"), ("b", "y"), ("a", "z")])
     assert counter.counts == {"a": 2, "b": 1}
+
+
+class RefusingClient:
+    """A BigQuery client whose every table call fails with ``error``."""
+
+    project = "p"
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    def get_table(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._error
+
+
+def evolving_sink(client: RefusingClient, writer: FakeWriter) -> BigQuerySink:
+    settings = Config(
+        source=SourceConfig(table="orders"),
+        target=TargetConfig(project="p", dataset="d"),
+        columns=ColumnsConfig(promote=("total", "status")),
+    )
+    return BigQuerySink(settings, LAYOUT, client, lambda layout: writer, FakeDeadLetters())  # type: ignore[arg-type]
+
+
+def test_a_column_bigquery_will_not_add_leaves_the_values_in_item() -> None:
+    # GIVEN a new promoted attribute and BigQuery refusing the schema change for good
+    writer = FakeWriter()
+    target = evolving_sink(RefusingClient(api.BadRequest("Too many columns")), writer)
+    # WHEN a batch shows it twice THEN the rows are written without it, and it is tried once
+    first = target.write([change("a", 1, status={"S": "new"})])
+    second = target.write([change("b", 2, status={"S": "new"})])
+    assert [o.status for o in (*first.outcomes, *second.outcomes)] == ["written", "written"]
+    assert "status" not in writer.batches[0][0].changelog
+    assert '"status":"new"' in writer.batches[1][0].changelog["item"]
+
+
+def test_a_schema_change_that_may_pass_later_makes_the_batch_retryable() -> None:
+    # GIVEN BigQuery unavailable while a new promoted attribute needs its column
+    writer = FakeWriter()
+    target = evolving_sink(RefusingClient(api.ServiceUnavailable("try later")), writer)
+    # WHEN written THEN nothing is written and every change is to be retried
+    result = target.write([change("a", 1, status={"S": "new"}), change("b", 2)])
+    assert [o.status for o in result.outcomes] == ["retryable", "retryable"]
+    assert writer.batches == []

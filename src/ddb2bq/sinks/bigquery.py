@@ -33,7 +33,7 @@ from typing import Literal
 from google.cloud import bigquery
 
 from ddb2bq.config import Config
-from ddb2bq.exceptions import ConversionError, RetryableError, TerminalError
+from ddb2bq.exceptions import ConfigError, ConversionError, RetryableError, TerminalError
 from ddb2bq.records import Change, now_micros
 from ddb2bq.rows import RowBuilder, Rows
 from ddb2bq.schema import TableLayout, infer_types
@@ -171,7 +171,7 @@ class BigQuerySink:
             return
         try:
             layout = evolve(self._client, self._config, self._layout, new)
-        except TerminalError as exc:
+        except (TerminalError, ConfigError) as exc:  # e.g. BigQuery's column limit
             logger.error("Not promoting %s: %s Their values stay in item.", sorted(new), exc)
             self._unpromotable.update(new)
             return
