@@ -34,6 +34,7 @@ from tests.integration.aws_lambda.conftest import (
     mirror_rows,
     replication_environ,
 )
+from tests.integration.fault_proxy import HttpFaultProxy
 from tests.strategies import to_event_json
 
 HOST = Path(__file__).with_name("lambda_host.py")
@@ -291,3 +292,65 @@ def test_a_table_stream_through_the_zipped_handler_mirrors_the_table(
     assert sum(m["ChangelogRowsWritten"] for m in metrics) == 20
     assert all(m["LagMax"] >= 0 for m in metrics)
     assert "Order" not in json.dumps([line for line in lines if line.get("level") == "INFO"])
+
+
+def test_bigquery_failing_for_a_while_is_retried_from_the_reported_record(
+    lambda_zip: BuiltZip,
+    lambda_runtime: Path,
+    dynamodb: Any,
+    dynamodbstreams: Any,
+    bigquery_server: Server,
+    bq_project: str,
+    bq_client: bigquery.Client,
+    dataset: bigquery.Dataset,
+    bq_retry: Retry,
+    tmp_path: Path,
+    host_log: TextIO,
+) -> None:
+    # GIVEN the stream of a moto table, and the function's BigQuery REST traffic through a proxy
+    # that lets the schema read and the first batch through, then fails every try of the
+    # second batch's write (503, reset, 503, 429, 503: the writer's five attempts)
+    table, stream_arn = create_table(dynamodb)
+    write_workload(dynamodb, table)
+    records = [lambda_record(r, stream_arn) for r in read_stream(dynamodbstreams, stream_arn)]
+    environ = replication_environ(
+        bigquery_server,
+        bq_project,
+        dataset.dataset_id,
+        table,
+        tmp_path / "dead-letters",
+        DDB2BQ_TARGET_WRITER="insert_all",
+    )
+    config = init_replication(bq_client, environ, [("pk", "S"), ("sk", "N")])
+    script = ["pass", "pass", "503", "reset", "503", "429", "503"]
+    with HttpFaultProxy(bigquery_server.endpoint, script) as proxy:
+        host = start_host(
+            lambda_zip,
+            lambda_runtime,
+            {**environ, "DDB2BQ_TARGET_ENDPOINT": proxy.url},
+            host_log,
+        )
+        # WHEN Lambda delivers the stream, retrying from each reported record
+        try:
+            host.deliver(records, BATCH_SIZE)
+        finally:
+            host.close()
+    assert proxy.injected == ["503", "reset", "503", "429", "503"]
+
+    # THEN the second batch was reported at its first record, and re-delivered from there
+    numbers = [r["dynamodb"]["SequenceNumber"] for r in records]
+    assert [(calls[0], response) for calls, response in host.invocations] == [
+        (numbers[0], {"batchItemFailures": []}),
+        (numbers[7], {"batchItemFailures": [{"itemIdentifier": numbers[7]}]}),
+        (numbers[7], {"batchItemFailures": []}),
+        (numbers[14], {"batchItemFailures": []}),
+    ]
+    # ... the mirror equals the table, and no change is in the changelog twice
+    assert mirror_state(bq_client, config, bq_retry) == table_state(dynamodb, table)
+    event_ids = [r["event_id"] for r in changelog_rows(bq_client, config, bq_retry)]
+    assert sorted(event_ids) == sorted(r["eventID"] for r in records)
+    # ... and the retries are in the metrics
+    host_log.seek(0)
+    metrics = [json.loads(x) for x in host_log.read().splitlines() if x.startswith('{"_aws"')]
+    assert [m.get("RetryableFailures") for m in metrics] == [0, 7, 0, 0]
+    assert metrics[1]["Retries"] == 4
