@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +39,7 @@ from ddb2bq.records import AttributeValue, Item
 JsonValue = Any
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SAFE_INTEGER = 2**53
+_SIMPLE_MAX = 64  # longest number text taken by the fast paths (values within 1E-63..1E+64)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 NUMERIC_INTEGER_DIGITS, NUMERIC_SCALE = 29, 9
 BIGNUMERIC_SCALE = 38
@@ -64,13 +65,10 @@ def plain_item(item: Item) -> dict[str, JsonValue]:
     >>> plain_item({"id": {"S": "a"}, "n": {"N": "1.50"}, "tags": {"SS": ["b", "a"]}})
     {'id': 'a', 'n': 1.5, 'tags': ['a', 'b']}
     """
-    out = {}
-    for name, value in item.items():
-        try:
-            out[name] = _PLAIN[_tag(value)](value)
-        except _BadValueError as exc:
-            raise ConversionError(exc.message, path=_join(name, exc.path)) from None
-    return out
+    try:
+        return _plain_members(item)
+    except _BadValueError as exc:
+        raise ConversionError(exc.message, path=exc.path) from None
 
 
 def plain(value: AttributeValue) -> JsonValue:
@@ -96,6 +94,40 @@ def number_json(text: str) -> int | float | str:
 def _number_json(text: str) -> int | float | str:
     if len(text) < 16 and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
         return int(text)
+    if type(text) is str and text.isascii() and len(text) <= _SIMPLE_MAX:
+        simple = _simple_number_json(text)
+        if simple is not None:
+            return simple
+    return _exact_number_json(text)
+
+
+def _simple_number_json(text: str) -> int | float | str | None:
+    """:func:`_number_json` of ASCII positional text (``-?D+(.D+)?``) without ``decimal``;
+    None for any other shape, or when only the exact check can tell.
+
+    Sound because: a decimal of at most 15 significant digits survives the float64 round
+    trip (DBL_DIG), and none of more than 17 does (``repr`` of a float has at most 17).
+    ``_SIMPLE_MAX`` keeps values far inside float64's normal range.
+    """
+    negative = text[:1] == "-"
+    whole, dot, fraction = (text[1:] if negative else text).partition(".")
+    if not whole.isdigit() or (dot and not fraction.isdigit()):
+        return None
+    if not fraction.rstrip("0"):
+        whole_number = int(whole)
+        if whole_number <= _SAFE_INTEGER:
+            return -whole_number if negative else whole_number
+        return text if len(whole.strip("0")) > 17 else None
+    significant = len((whole + fraction).strip("0"))
+    if significant <= 15:
+        return float(text)
+    if significant > 17:
+        return text
+    as_float = float(text)
+    return as_float if Decimal(repr(as_float)) == Decimal(text) else text
+
+
+def _exact_number_json(text: str) -> int | float | str:
     value = _parse_number(text)
     if value.adjusted() < 17 and value == value.to_integral_value():
         whole = int(value)
@@ -211,6 +243,13 @@ def column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflic
 
 def _scalar_column_value(tag: str, raw: Any, column_type: str) -> JsonValue | Conflict:
     if tag == "N" and column_type in ("INT64", "NUMERIC", "BIGNUMERIC", "STRING"):
+        if type(raw) is str and raw.isascii() and len(raw) <= _SIMPLE_MAX:
+            simple = _simple_decimal(raw)
+            if simple is not None:
+                text, kind = simple
+                if column_type == "STRING" or widen(kind, column_type) == column_type:
+                    return text
+                return Conflict(f"{raw} does not fit a {column_type} column")
         number = parse_number(raw)
         if column_type == "STRING" or widen(number_kind(number), column_type) == column_type:
             return decimal_text(number)
@@ -218,6 +257,26 @@ def _scalar_column_value(tag: str, raw: Any, column_type: str) -> JsonValue | Co
     if (tag, column_type) in _SCALAR_FITS:
         return raw
     return Conflict(f"a {tag} value does not fit a {column_type} column")
+
+
+def _simple_decimal(raw: str) -> tuple[str, str] | None:
+    """``(decimal_text, number_kind)`` of ASCII positional text (``-?D+(.D+)?``) that is an
+    INT64 or a NUMERIC, without ``decimal``; None for anything else."""
+    negative = raw[:1] == "-"
+    whole, dot, fraction = (raw[1:] if negative else raw).partition(".")
+    if not whole.isdigit() or (dot and not fraction.isdigit()):
+        return None
+    whole, fraction = whole.lstrip("0"), fraction.rstrip("0")
+    if not whole and not fraction:
+        return "0", "INT64"
+    text = f"{whole or '0'}.{fraction}" if fraction else whole
+    if negative:
+        text = "-" + text
+    if not fraction and len(whole) <= 19 and int(whole) <= (-INT64_MIN if negative else INT64_MAX):
+        return text, "INT64"
+    if len(fraction) <= NUMERIC_SCALE and len(whole) <= NUMERIC_INTEGER_DIGITS:
+        return text, "NUMERIC"
+    return None
 
 
 _SCALAR_FITS = frozenset({("S", "STRING"), ("B", "BYTES"), ("BOOL", "BOOL")})
@@ -308,7 +367,18 @@ def _string_set(value: AttributeValue) -> JsonValue:
 
 
 def _number_set(value: AttributeValue) -> JsonValue:
-    return [_number_json(m) for m in _sorted_set("NS", value["NS"])]
+    members = value["NS"]
+    if type(members) is list:
+        simple = [
+            _simple_number_json(m)
+            if type(m) is str and m.isascii() and len(m) <= _SIMPLE_MAX
+            else None
+            for m in members
+        ]
+        # exact int/float values sort as their decimals do; equal ones convert alike
+        if all(type(v) is int or type(v) is float for v in simple):
+            return sorted(simple)
+    return [_number_json(m) for m in _sorted_set("NS", members)]
 
 
 def _binary_set(value: AttributeValue) -> JsonValue:
@@ -319,25 +389,84 @@ def _map(value: AttributeValue) -> JsonValue:
     members = value["M"]
     if type(members) is not dict:
         raise _BadValueError(f"M value {_short(members)} is not an object")
-    out = {}
-    for name, member in members.items():
-        try:
-            out[name] = _PLAIN[_tag(member)](member)
-        except _BadValueError as exc:
-            raise _BadValueError(exc.message, _join(name, exc.path)) from None
-    return out
+    return _plain_members(members)
 
 
 def _list(value: AttributeValue) -> JsonValue:
     members = value["L"]
     if type(members) is not list:
         raise _BadValueError(f"L value {_short(members)} is not a list")
-    out = []
-    for index, member in enumerate(members):
-        try:
-            out.append(_PLAIN[_tag(member)](member))
-        except _BadValueError as exc:
-            raise _BadValueError(exc.message, _join(f"[{index}]", exc.path)) from None
+    return _plain_list(members)
+
+
+# The two loops below are the hot path (most of the time of a batch): the common tags (S, N,
+# M, L, BOOL, NULL) with well-typed contents are converted inline, without a call per value;
+# anything else goes through the dispatch table ``_PLAIN``, which also raises every error.
+def _plain_members(members: Mapping[str, Any]) -> dict[str, JsonValue]:
+    out: dict[str, JsonValue] = {}
+    name = ""
+    try:
+        for name, value in members.items():
+            if type(value) is dict and len(value) == 1:
+                ((tag, raw),) = value.items()
+                if tag == "S":
+                    if type(raw) is str:
+                        out[name] = raw
+                        continue
+                elif tag == "N":
+                    if type(raw) is str:
+                        out[name] = (
+                            int(raw) if len(raw) < 16 and raw.isdigit() else _number_json(raw)
+                        )
+                        continue
+                elif tag == "M":
+                    if type(raw) is dict:
+                        out[name] = _plain_members(raw)
+                        continue
+                elif tag == "L":
+                    if type(raw) is list:
+                        out[name] = _plain_list(raw)
+                        continue
+                elif tag == "BOOL":
+                    if type(raw) is bool:
+                        out[name] = raw
+                        continue
+                elif tag == "NULL":
+                    out[name] = None
+                    continue
+            out[name] = _PLAIN[_tag(value)](value)
+    except _BadValueError as exc:
+        raise _BadValueError(exc.message, _join(name, exc.path)) from None
+    return out
+
+
+def _plain_list(members: list[Any]) -> list[JsonValue]:
+    out: list[JsonValue] = []
+    try:
+        for value in members:
+            if type(value) is dict and len(value) == 1:
+                ((tag, raw),) = value.items()
+                if tag == "S":
+                    if type(raw) is str:
+                        out.append(raw)
+                        continue
+                elif tag == "N":
+                    if type(raw) is str:
+                        out.append(
+                            int(raw) if len(raw) < 16 and raw.isdigit() else _number_json(raw)
+                        )
+                        continue
+                elif tag == "M":
+                    if type(raw) is dict:
+                        out.append(_plain_members(raw))
+                        continue
+                elif tag == "L" and type(raw) is list:
+                    out.append(_plain_list(raw))
+                    continue
+            out.append(_PLAIN[_tag(value)](value))
+    except _BadValueError as exc:
+        # ``out`` holds exactly the members before the one that failed
+        raise _BadValueError(exc.message, _join(f"[{len(out)}]", exc.path)) from None
     return out
 
 
