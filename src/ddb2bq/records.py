@@ -23,9 +23,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -275,7 +277,7 @@ def parse_one(
 
 def now_micros() -> int:
     """The current time in microseconds since the epoch."""
-    return _datetime_to_us(datetime.now(UTC), "", "now")
+    return time.time_ns() // 1000
 
 
 def _stream_record(
@@ -287,36 +289,57 @@ def _stream_record(
     position: int | None = None,
 ) -> Change:
     event_id = record.get("eventID")
-    where = f"record {index} (eventID {event_id})" if event_id else f"record {index}"
     op = record.get("eventName")
     if op not in _OPS:
-        raise RecordError(f"'eventName' is {op!r}, not INSERT, MODIFY or REMOVE", record=where)
+        raise RecordError(
+            f"'eventName' is {op!r}, not INSERT, MODIFY or REMOVE", record=_where(index, event_id)
+        )
     ddb = record.get("dynamodb")
-    if not isinstance(ddb, Mapping):
-        raise RecordError("the record has no 'dynamodb' object", record=where)
-    keys = _require_item(ddb.get("Keys"), where, "dynamodb.Keys")
-    new_image = _optional_item(ddb.get("NewImage"), where, "dynamodb.NewImage")
-    old_image = _optional_item(ddb.get("OldImage"), where, "dynamodb.OldImage")
+    if type(ddb) is not dict and not isinstance(ddb, Mapping):
+        raise RecordError("the record has no 'dynamodb' object", record=_where(index, event_id))
+    keys = ddb.get("Keys")
+    if type(keys) is not dict:
+        keys = _require_item(keys, _where(index, event_id), "dynamodb.Keys")
+    new_image = ddb.get("NewImage")
+    if new_image is not None and type(new_image) is not dict:
+        new_image = _optional_item(new_image, _where(index, event_id), "dynamodb.NewImage")
+    old_image = ddb.get("OldImage")
+    if old_image is not None and type(old_image) is not dict:
+        old_image = _optional_item(old_image, _where(index, event_id), "dynamodb.OldImage")
     sequence_number = ddb.get("SequenceNumber")
     if position is None:
-        position = _decimal_digits(sequence_number, where, "dynamodb.SequenceNumber")
+        if type(sequence_number) is str and sequence_number.isdigit() and sequence_number.isascii():
+            position = int(sequence_number)
+        else:
+            position = _decimal_digits(
+                sequence_number, _where(index, event_id), "dynamodb.SequenceNumber"
+            )
     identity = record.get("userIdentity")
+    changed_at = ddb.get("ApproximateCreationDateTime")
     return Change(
         op=op,
         keys=keys,
         new_image=new_image,
         old_image=old_image,
         seq=make_seq(generation, position),
-        changed_at_us=to_us(
-            ddb.get("ApproximateCreationDateTime"), where, "ApproximateCreationDateTime"
+        changed_at_us=(
+            changed_at * 1_000_000
+            if type(changed_at) is int and to_us is _epoch_seconds_to_us
+            else to_us(changed_at, _where(index, event_id), "ApproximateCreationDateTime")
         ),
         event_id=str(event_id) if event_id is not None else "",
-        is_ttl_delete=isinstance(identity, Mapping)
+        is_ttl_delete=identity is not None
+        and isinstance(identity, Mapping)
         and identity.get("principalId") == TTL_PRINCIPAL,
         sequence_number=None if sequence_number is None else str(sequence_number),
         table=_table_from(record),
         record=record,
     )
+
+
+def _where(index: int, event_id: Any) -> str:
+    """How an error names a record (built only for an error: it is not free)."""
+    return f"record {index} (eventID {event_id})" if event_id else f"record {index}"
 
 
 def _table_from(record: Mapping[str, Any]) -> str | None:
@@ -325,8 +348,14 @@ def _table_from(record: Mapping[str, Any]) -> str | None:
         return table
     arn = record.get("eventSourceARN")
     if isinstance(arn, str) and ":table/" in arn:
-        return arn.split(":table/", 1)[1].split("/", 1)[0]
+        return _table_from_arn(arn)
     return None
+
+
+@lru_cache(maxsize=64)
+def _table_from_arn(arn: str) -> str:
+    """The table name in a stream ARN; cached, as every record of a batch has the same ARN."""
+    return arn.split(":table/", 1)[1].split("/", 1)[0]
 
 
 def _require_item(value: Any, where: str, field: str) -> Item:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -64,14 +65,15 @@ class RowBuilder:
 
     def build(self, change: Change) -> Rows:
         """The rows of one change; raises ConversionError naming the key or attribute."""
-        where = _describe(change)
+        if type(change.keys) is not dict:
+            _describe(change)  # fails as it would for the error message below
         try:
             key_values = self._key_values(change)
             item = None if change.new_image is None else plain_item(change.new_image)
             promoted, conflicts = self._promoted_values(change.new_image)
             mirror_old = self._soft_deleted(change, key_values)
         except ConversionError as exc:
-            raise ConversionError(str(exc), record=where) from None
+            raise ConversionError(str(exc), record=_describe(change)) from None
         changed_at = timestamp_text(change.changed_at_us)
         item_text = None if item is None else orjson.dumps(item).decode()
         changelog = {
@@ -155,7 +157,16 @@ def timestamp_text(micros: int) -> str:
     >>> timestamp_text(1479499740_000000)
     '2016-11-18T20:09:00.000000Z'
     """
-    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if type(micros) is not int:
+        return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{_second_text(seconds)}.{fraction:06d}Z"
+
+
+@lru_cache(maxsize=1024)
+def _second_text(seconds: int) -> str:
+    """The text of a whole second, cached: the changes of a batch share a few seconds."""
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _json_text(image: Item | None) -> str | None:
