@@ -1,0 +1,368 @@
+"""Lambda handler benchmark: (a) cold start, (b) CPU per 1,000-record batch.
+
+(a) Cold start. A fresh, isolated process (``python -I -S``, ``sys.path`` = the unpacked zip and
+    a folder holding boto3, as Lambda's runtime) imports ``ddb2bq.aws_lambda`` from the built zip
+    and handles the AWS sample event, writing to the local-bigquery emulator (a real write over
+    loopback, not a stub). Baseline, measured in the same run: a fresh process with the same path
+    importing ``google.cloud.bigquery`` and ``google.cloud.bigquery_storage_v1`` (the import bill
+    of the obvious function). Runs alternate between the two; the figures are medians of wall
+    time of the whole process (interpreter start included). Printed: the import-only ratio (what
+    Lambda's init phase costs) and the ratio up to the first write done.
+(b) CPU milliseconds per 1,000-record batch (``time.process_time``, median of runs): parse
+    (``from_lambda_event``) + convert (``RowBuilder``) + request encoding, for both writers (the
+    insertAll JSON body; the Storage Write serialized rows and ``AppendRowsRequest``). The network
+    write of the same 1,000 rows to the emulator is measured separately (wall time, and the CPU
+    this process spent in it).
+
+Run from the repository root (needs scripts/setup's emulator)::
+
+    .venv/bin/python bench/handler.py                     # builds the zip (~30 s)
+    .venv/bin/python bench/handler.py --zip dist/ddb2bq-lambda.zip --runs 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import importlib.util
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ddb2bq.config import Config, load_config
+from ddb2bq.deploy.package import PackageSpec, build_package
+from ddb2bq.local import Server, start_bigquery
+from ddb2bq.records import from_lambda_event
+from ddb2bq.rows import RowBuilder, Rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_EVENT = ROOT / "tests" / "fixtures" / "aws_sample_event.json"
+PROJECT = "bench-project"
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
+STREAM_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000"
+
+HANDLER_CHILD = """
+import time
+started = time.perf_counter()
+import sys
+sys.path[:0] = {path!r}
+import json
+out, sys.stdout = sys.stdout, sys.stderr
+from ddb2bq.aws_lambda import handler
+imported = time.perf_counter()
+response = handler(json.loads({event!r}), None)
+written = time.perf_counter()
+out.write(json.dumps({{"import": imported - started, "first_write": written - started,
+                       "response": response}}))
+"""
+
+BASELINE_CHILD = """
+import time
+started = time.perf_counter()
+import sys
+sys.path[:0] = {path!r}
+import google.cloud.bigquery, google.cloud.bigquery_storage_v1
+print(time.perf_counter() - started)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zip", type=Path, default=None, help="a built zip (default: build one)")
+    parser.add_argument("--runs", type=int, default=7, help="cold starts of each kind")
+    parser.add_argument("--repeat", type=int, default=7, help="CPU runs per 1,000-record batch")
+    parser.add_argument(
+        "--writer", choices=("storage_write", "insert_all"), default="storage_write"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ddb2bq-bench-") as work:
+        task, runtime = _prepare(Path(work), args.zip)
+        with start_bigquery(PROJECT) as bigquery:
+            config = _init_tables(bigquery, "ExampleTableWithStream", [("Id", "N")], args.writer)
+            cold_start(task, runtime, bigquery, config, args.runs)
+            batch_cost(bigquery, args.repeat)
+
+
+# --- (a) cold start ----------------------------------------------------------------------------
+
+
+def cold_start(task: Path, runtime: Path, bigquery: Server, config: Config, runs: int) -> None:
+    path = [str(task), str(runtime)]
+    event = SAMPLE_EVENT.read_text()
+    environ = {**_environ(bigquery, config), "PATH": os.defpath, "LC_ALL": "C.UTF-8"}
+    handler_code = HANDLER_CHILD.format(path=path, event=event)
+    baseline_code = BASELINE_CHILD.format(path=path)
+    walls: dict[str, list[float]] = {"baseline": [], "handler": [], "start": []}
+    baseline, imports, first_writes = [], [], []
+    for _ in range(runs):
+        wall, output = _run_child("pass", environ)
+        walls["start"].append(wall)
+        wall, output = _run_child(baseline_code, environ)
+        walls["baseline"].append(wall)
+        baseline.append(float(output))
+        wall, output = _run_child(handler_code, environ)
+        walls["handler"].append(wall)
+        result = json.loads(output)
+        assert result["response"] == {"batchItemFailures": []}, result
+        imports.append(result["import"])
+        first_writes.append(result["first_write"])
+    start = statistics.median(walls["start"])
+    base = start + statistics.median(baseline)
+    init = start + statistics.median(imports)
+    first = start + statistics.median(first_writes)
+    ms = 1000
+    print(
+        f"(a) cold start: medians of {runs} fresh isolated processes each, writer "
+        f"{config.target.writer}, first write to local-bigquery over loopback (ms)"
+    )
+    print(f"    interpreter start and exit (python -I -S -c pass)            {start * ms:8.1f}")
+    print(
+        f"    baseline: start + import google.cloud.bigquery, bigquery_storage_v1 {base * ms:8.1f}"
+    )
+    print(
+        f"    ddb2bq:   start + import ddb2bq.aws_lambda (Lambda's init phase)    {init * ms:8.1f}"
+    )
+    print(f"    ddb2bq:   start + import + first invocation written             {first * ms:8.1f}")
+    print(
+        f"    whole processes incl. exit: baseline {statistics.median(walls['baseline']) * ms:.1f}, "
+        f"ddb2bq {statistics.median(walls['handler']) * ms:.1f}"
+    )
+    print(f"    ratio init phase / baseline:         {init / base:5.2f}")
+    print(f"    ratio to first write done / baseline: {first / base:5.2f}   (target <= 0.4)")
+
+
+def _run_child(code: str, environ: dict[str, str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"child failed:\n{done.stderr[-3000:]}")
+    return wall, done.stdout
+
+
+# --- (b) CPU per 1,000-record batch ------------------------------------------------------------
+
+
+def batch_cost(bigquery: Server, repeat: int) -> None:
+    from ddb2bq.sinks import clients  # noqa: PLC0415 (the Google libraries, for the writers)
+    from ddb2bq.sinks.insert_all import InsertAllWriter  # noqa: PLC0415
+    from ddb2bq.sinks.storage_write import StorageWriteWriter  # noqa: PLC0415
+    from ddb2bq.sinks.tables import TableRefs, load_layout  # noqa: PLC0415
+
+    config = _init_tables(
+        bigquery,
+        "orders",
+        [("pk", "S"), ("sk", "N")],
+        "insert_all",
+        promote={"status": "STRING", "amount": "NUMERIC"},
+    )
+    client = clients.bigquery_client(config)
+    refs = TableRefs.from_config(config, client.project)
+    layout = load_layout(client, refs)
+    write_client = clients.bigquery_write_client(config)
+    path = f"projects/{refs.changes.project}/datasets/{refs.changes.dataset}/tables/{refs.changes.table}"
+    storage = StorageWriteWriter(write_client, path, layout.changelog_columns())
+    insert_all = InsertAllWriter(client, refs.changes.api, layout.changelog_columns())
+    event = make_event(1000)
+
+    def convert() -> list[Rows]:
+        return RowBuilder(layout).build_all(from_lambda_event(event))
+
+    def insert_all_body() -> bytes:
+        rows = convert()
+        return orjson.dumps({"rows": [_insert_row(r) for r in rows], "skipInvalidRows": False})
+
+    def storage_request() -> Any:
+        rows = convert()
+        return storage.request([storage.encoder.encode(r.changelog) for r in rows])
+
+    body = len(insert_all_body())
+    print(f"\n(b) CPU ms per 1,000-record batch (median of {repeat}; min in brackets)")
+    for name, work in (
+        ("parse + convert", convert),
+        ("parse + convert + insertAll JSON body", insert_all_body),
+        ("parse + convert + Storage Write rows + AppendRowsRequest", storage_request),
+    ):
+        median, best = _cpu(work, repeat)
+        print(f"    {name:58s} {median:7.1f}  [{best:6.1f}]")
+    print(f"    (insertAll body: {body / 1000:.0f} kB for 1,000 records)")
+    print("    network write of the same 1,000 rows to local-bigquery (wall ms / CPU ms here):")
+    rows = convert()
+    for name, writer in (("insertAll", insert_all), ("Storage Write", storage)):
+        walls, cpus = [], []
+        for _ in range(max(3, repeat // 2)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = writer.write(rows)
+            walls.append((time.perf_counter() - wall) * 1000)
+            cpus.append((time.process_time() - cpu) * 1000)
+            assert result.ok, result.failures[:1]
+        print(f"      {name:14s} {statistics.median(walls):8.1f} / {statistics.median(cpus):7.1f}")
+    client.close()
+
+
+def _insert_row(rows: Rows) -> dict[str, Any]:
+    row = {k: v for k, v in rows.changelog.items() if v is not None}
+    return {"insertId": rows.change.event_id, "json": row}
+
+
+def _cpu(work: Callable[[], object], repeat: int) -> tuple[float, float]:
+    times = []
+    work()  # warm: first-call costs (descriptor pools, caches) are not per batch
+    for _ in range(repeat):
+        gc.collect()
+        started = time.process_time()
+        work()
+        times.append((time.process_time() - started) * 1000)
+    return statistics.median(times), min(times)
+
+
+def make_event(count: int, seed: int = 7) -> dict[str, Any]:
+    """A Lambda event of ``count`` realistic order changes (INSERT/MODIFY/REMOVE mix)."""
+    rng = random.Random(seed)
+    records = []
+    for number in range(count):
+        keys = {"pk": {"S": f"customer#{rng.randrange(500)}"}, "sk": {"N": str(number)}}
+        image = {
+            **keys,
+            "status": {"S": rng.choice(["NEW", "PAID", "SHIPPED"])},
+            "amount": {"N": f"{rng.randrange(10**7)}.{rng.randrange(100):02d}"},
+            "currency": {"S": "EUR"},
+            "customer": {"M": {"name": {"S": "Zoë Example"}, "tier": {"N": "2"}}},
+            "lines": {
+                "L": [{"M": {"sku": {"S": f"sku-{i}"}, "qty": {"N": str(i + 1)}}} for i in range(3)]
+            },
+            "tags": {"SS": ["gift", "express"]},
+            "paid": {"BOOL": True},
+            "receipt": {"B": base64.b64encode(rng.randbytes(24)).decode()},
+            "updated_at": {"N": str(1_700_000_000 + number)},
+        }
+        op = ("INSERT", "MODIFY", "MODIFY", "REMOVE")[number % 4]
+        body: dict[str, Any] = {
+            "ApproximateCreationDateTime": 1_700_000_000 + number,
+            "Keys": keys,
+            "SequenceNumber": str(10**20 + number),
+            "SizeBytes": 400,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        }
+        if op != "REMOVE":
+            body["NewImage"] = image
+        if op != "INSERT":
+            body["OldImage"] = image
+        records.append(
+            {
+                "eventID": f"e{number}",
+                "eventName": op,
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "eu-west-1",
+                "eventSourceARN": STREAM_ARN,
+                "dynamodb": body,
+            }
+        )
+    return {"Records": records}
+
+
+def _line(index: int) -> dict[str, Any]:
+    return {"M": {"sku": {"S": f"sku-{index}"}, "qty": {"N": str(index + 1)}}}
+
+
+def _record(event_id: str, op: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "eventID": event_id,
+        "eventName": op,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "eventSourceARN": STREAM_ARN,
+        "dynamodb": body,
+    }
+
+
+# --- setup -------------------------------------------------------------------------------------
+
+
+def _prepare(work: Path, built: Path | None) -> tuple[Path, Path]:
+    """The unpacked zip (built for this machine and Python unless given) and a boto3 folder."""
+    if built is None:
+        python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        built = build_package(PackageSpec("x86_64", python, work / "ddb2bq-lambda.zip")).path
+        print(f"built {built} ({built.stat().st_size / 1e6:.1f} MB)")
+    task = work / "task"
+    with zipfile.ZipFile(built) as archive:
+        archive.extractall(task)
+    runtime = work / "runtime"
+    for name in RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None
+        assert spec.origin is not None
+        origin = Path(spec.origin)
+        if origin.name == "__init__.py":
+            shutil.copytree(origin.parent, runtime / name)
+        else:
+            runtime.mkdir(exist_ok=True)
+            shutil.copyfile(origin, runtime / origin.name)
+    return task, runtime
+
+
+def _environ(bigquery: Server, config: Config) -> dict[str, str]:
+    return {
+        "DDB2BQ_SOURCE_TABLE": config.source.table,
+        "DDB2BQ_TARGET_PROJECT": PROJECT,
+        "DDB2BQ_TARGET_DATASET": config.target.dataset,
+        "DDB2BQ_TARGET_ENDPOINT": bigquery.endpoint,
+        "DDB2BQ_TARGET_GRPC_ENDPOINT": bigquery.grpc_endpoint,
+        "DDB2BQ_TARGET_WRITER": config.target.writer,
+        "DDB2BQ_DEAD_LETTERS_PATH": tempfile.gettempdir() + "/ddb2bq-bench-dead-letters",
+    }
+
+
+def _init_tables(
+    bigquery: Server,
+    table: str,
+    key_schema: list[tuple[str, str]],
+    writer: str,
+    promote: dict[str, str] | None = None,
+) -> Config:
+    from ddb2bq.sinks.clients import bigquery_client  # noqa: PLC0415
+    from ddb2bq.sinks.tables import init_tables, initial_layout  # noqa: PLC0415
+
+    environ = {
+        "DDB2BQ_SOURCE_TABLE": table,
+        "DDB2BQ_TARGET_PROJECT": PROJECT,
+        "DDB2BQ_TARGET_DATASET": "bench",
+        "DDB2BQ_TARGET_ENDPOINT": bigquery.endpoint,
+        "DDB2BQ_TARGET_GRPC_ENDPOINT": bigquery.grpc_endpoint,
+        "DDB2BQ_TARGET_WRITER": writer,
+    }
+    if promote:
+        environ["DDB2BQ_COLUMNS_PROMOTE"] = ",".join(promote)
+        environ["DDB2BQ_COLUMNS_TYPES"] = json.dumps(promote)
+    config = load_config(environ=environ)
+    client = bigquery_client(config)
+    init_tables(client, config, initial_layout(config, key_schema))
+    client.close()
+    return config
+
+
+if __name__ == "__main__":
+    main()
