@@ -57,6 +57,9 @@ from ddb2bq.sinks.sending import Pending, Refusal, Tally, chunks, send_chunk
 CHANGE_TYPE = "_CHANGE_TYPE"
 CHANGE_SEQUENCE_NUMBER = "_CHANGE_SEQUENCE_NUMBER"
 MAX_REQUEST_BYTES = 10_000_000
+DEFAULT_RETRY = RetryPolicy(max_attempts=8, initial=0.5, maximum=8.0, deadline=60.0)
+"""Longer than the REST writer's: after a cut connection gRPC waits about a second (growing) before
+reconnecting, and a call made meanwhile fails at once with UNAVAILABLE."""
 _F = descriptor_pb2.FieldDescriptorProto
 _PROTO_TYPES = {
     "STRING": _F.TYPE_STRING,
@@ -275,7 +278,7 @@ class StorageWriteWriter:
         self._overhead = 64 + len(self._stream) + self.encoder.descriptor.ByteSize()
         self._max_bytes = min(max_bytes, MAX_REQUEST_BYTES)
         self._max_rows = max_rows
-        self._policy = retry_policy or RetryPolicy()
+        self._policy = retry_policy or DEFAULT_RETRY
         self._timeout = timeout
 
     def write(self, batch: Sequence[Rows]) -> WriteResult:
