@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import copy
+import io
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -16,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddb2bq.config import DeadLettersConfig
+from ddb2bq.config import Config, DeadLettersConfig, SourceConfig
 from ddb2bq.exceptions import TerminalError
 from ddb2bq.records import Change, from_get_records_record, from_lambda_record, from_scan_item
 from ddb2bq.rows import RowBuilder, Rows
@@ -31,6 +33,7 @@ from ddb2bq.sinks.dead_letters import (
     read_dead_letters,
     to_json,
 )
+from ddb2bq.sinks.dead_letters.commands import run_replay
 from ddb2bq.sinks.dead_letters.replay import (
     WriterSink,
     parse_letter,
@@ -282,3 +285,21 @@ def test_replay_settles_in_batches(tmp_path: Path) -> None:
     report = replay(store, CountingSink(builder, FakeWriter(set())), "orders", batch_size=2)
     assert calls == [2, 2, 1]
     assert report.landed == 5
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def test_the_command_lists_then_replays_and_exits_1_while_letters_stay(tmp_path: Path) -> None:
+    store = LocalDeadLetters(tmp_path)
+    store.send([letter_of(record(1)), letter_of(record(2))])
+    config = Config(source=SourceConfig(table="orders"))
+    args = argparse.Namespace(table=None, batch_size=500, list=True)
+    out = io.StringIO()
+    assert run_replay(args, config, store=store, sink=sink(FakeWriter(set())), stdout=out) == 0
+    assert out.getvalue().splitlines()[0].startswith("orders\tevt-0001-insert\tlambda\tBigQuery")
+    args.list = False
+    out = io.StringIO()
+    refusing = sink(FakeWriter({"evt-0002-insert"}))
+    assert run_replay(args, config, store=store, sink=refusing, stdout=out) == 1
+    assert out.getvalue() == "orders: 1 landed, 1 kept\n"
