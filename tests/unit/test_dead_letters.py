@@ -216,7 +216,7 @@ def test_the_factory_builds_each_kind() -> None:
 
 
 class FakeWriter:
-    """Refuses the rows whose ``total`` is not in ``accepts``; keeps what it wrote."""
+    """Refuses the changes whose event id is in ``refuse``; keeps the ids it wrote."""
 
     def __init__(self, refuse: set[str]) -> None:
         self.refuse = refuse
