@@ -239,8 +239,8 @@ class Handler:
     metrics_stream: IO[str] | None = None
     counters: WriteCounters = field(default_factory=WriteCounters)
     credentials: CredentialsProvider | None = None
-    _sink: ChangeSink | None = None
-    _dead_letters: DeadLetterSink | None = None
+    _sink: ChangeSink | None = field(default=None, init=False, repr=False)
+    _dead_letters: DeadLetterSink | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.credentials is None:

@@ -60,7 +60,7 @@ class JsonFormatter(logging.Formatter):
         document: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": record.levelname,
-            "logger": record.name if record.name != "root" or record.msg else None,
+            "logger": record.name,
             "message": record.getMessage(),
         }
         request_id = _REQUEST_ID.get()

@@ -238,3 +238,13 @@ def test_bad_settings_fail_before_cloudformation_does(
 def test_a_non_stream_arn_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a DynamoDB stream ARN"):
         build_template(config_from(MINIMAL, tmp_path), stream_arn="arn:aws:dynamodb:::table/x")
+
+
+def test_a_workload_identity_file_is_inlined_into_the_environment(tmp_path: Path) -> None:
+    # GIVEN the external_account configuration as a file next to ddb2bq.toml
+    (tmp_path / "wif.json").write_text(WIF)
+    text = MINIMAL + f'[google]\nworkload_identity_config = "{tmp_path / "wif.json"}"\n'
+    # WHEN the function's environment is built
+    variables = function_environment(config_from(text, tmp_path))
+    # THEN it carries the JSON itself (the path would mean nothing inside Lambda)
+    assert json.loads(variables["DDB2BQ_GOOGLE_WORKLOAD_IDENTITY_CONFIG"]) == json.loads(WIF)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ddb2bq.config import Config
@@ -297,10 +298,29 @@ def function_environment(config: Config) -> dict[str, Any]:
             value = getattr(values, key)
             if (section, key) in _ENV_SKIP or value == getattr(default, key):
                 continue
+            if (section, key) == ("google", "workload_identity_config"):
+                value = _inline_json(value)
             variables[f"DDB2BQ_{section.upper()}_{key.upper()}"] = _env_text(value)
     if config.dead_letters.kind == "sqs" and not config.dead_letters.sqs_queue_url:
         variables["DDB2BQ_DEAD_LETTERS_SQS_QUEUE_URL"] = {"Ref": "DeadLetterQueue"}
     return variables
+
+
+def _inline_json(text_or_path: str) -> str:
+    """The JSON text itself: a path on this machine means nothing inside the function."""
+    text = text_or_path.strip()
+    if not text.startswith("{"):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"[google] workload_identity_config file {text_or_path!r} cannot be read: "
+                f"{exc.strerror}."
+            ) from exc
+    try:
+        return json.dumps(json.loads(text), separators=(",", ":"), sort_keys=True)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"[google] workload_identity_config is not JSON: {exc}.") from exc
 
 
 def _env_text(value: Any) -> str:
