@@ -248,3 +248,13 @@ def test_a_workload_identity_file_is_inlined_into_the_environment(tmp_path: Path
     variables = function_environment(config_from(text, tmp_path))
     # THEN it carries the JSON itself (the path would mean nothing inside Lambda)
     assert json.loads(variables["DDB2BQ_GOOGLE_WORKLOAD_IDENTITY_CONFIG"]) == json.loads(WIF)
+
+
+def test_sqs_dead_letters_with_an_overflow_bucket_may_put_there(tmp_path: Path) -> None:
+    # GIVEN SQS dead letters whose letters over 256 KB go to a bucket
+    text = MINIMAL.replace('kind = "sqs"', 'kind = "sqs"\ns3_bucket = "acme-big-letters"')
+    granted = statements(template_for(text, tmp_path))
+    # THEN the role may put objects under the dead-letter prefix of that bucket, nowhere else
+    assert granted["PutItsDeadLetters"]["Resource"]["Fn::Sub"].endswith(
+        ":s3:::acme-big-letters/ddb2bq/dead-letters/*"
+    )

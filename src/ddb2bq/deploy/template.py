@@ -181,7 +181,7 @@ def _role(config: Config, stream_arn: str, function_name: str) -> Json:
         ),
         _allow("SendToItsQueue", ["sqs:SendMessage"], _queues(config)),
     ]
-    if config.dead_letters.kind == "s3":
+    if config.dead_letters.s3_bucket:  # S3 dead letters, or SQS letters too big for a message
         bucket, prefix = config.dead_letters.s3_bucket, config.dead_letters.s3_prefix
         statements.append(
             _allow(
