@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 
 from ddb2bq.config import Config, DeadLettersConfig, SourceConfig
 from ddb2bq.exceptions import TerminalError
-from ddb2bq.records import Change, from_get_records_record, from_lambda_record, from_scan_item
+from ddb2bq.records import (
+    Change,
+    from_get_records_record,
+    from_lambda_record,
+    from_scan_item,
+    make_seq,
+    snapshot_seq,
+)
 from ddb2bq.rows import RowBuilder, Rows
 from ddb2bq.sinks.base import DeadLetter, Failure, WriteResult
 from ddb2bq.sinks.dead_letters import (
@@ -303,3 +310,24 @@ def test_the_command_lists_then_replays_and_exits_1_while_letters_stay(tmp_path:
     refusing = sink(FakeWriter({"evt-0002-insert"}))
     assert run_replay(args, config, store=store, sink=refusing, stdout=out) == 1
     assert out.getvalue() == "orders: 1 landed, 1 kept\n"
+
+
+def test_a_replayed_letter_keeps_the_seq_of_its_generation() -> None:
+    # GIVEN a letter of a generation-1 stream change, written with its seq
+    record = {
+        "eventID": "e1",
+        "eventName": "INSERT",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1,
+            "Keys": {"pk": {"S": "a"}},
+            "SequenceNumber": "7",
+        },
+    }
+    letter = DeadLetter(
+        table="t", error="x", failed_at_us=0, source="lambda", record=record, seq=make_seq(1, 7)
+    )
+    # WHEN it is read back and parsed for replay after the generation rose to 2
+    change = parse_letter(decode_letter(encode_letter(letter)), generation=2)
+    # THEN it keeps its generation-1 seq, older than generation 2's snapshot
+    assert change.seq == make_seq(1, 7)
+    assert change.seq < snapshot_seq(2)

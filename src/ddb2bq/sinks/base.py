@@ -60,6 +60,8 @@ class DeadLetter:
 
     ``record`` is the change's original input record (``Change.record``), JSON-serialisable
     after :func:`ddb2bq.sinks.dead_letters.to_json` turns ``bytes``/``datetime`` into text.
+    ``seq`` is the change's ordering token when it was parsed: a replay keeps it, so a letter
+    replayed after the generation rose still orders as the old-generation change it is.
     """
 
     table: str
@@ -69,6 +71,7 @@ class DeadLetter:
     record: object
     event_id: str = ""
     keys: object = None
+    seq: str = ""
 
 
 class DeadLetterSink(Protocol):

@@ -234,4 +234,5 @@ class BigQuerySink:
             record=record,
             event_id=change.event_id,
             keys=change.keys,
+            seq=change.seq,
         )

@@ -66,6 +66,7 @@ def encode_letter(letter: DeadLetter) -> bytes:
             "source": letter.source,
             "event_id": letter.event_id,
             "keys": to_json(letter.keys),
+            "seq": letter.seq,
             "record": to_json(letter.record),
         }
     )
@@ -83,6 +84,7 @@ def decode_letter(text: str | bytes, where: str = "") -> DeadLetter:
             record=data["record"],
             event_id=str(data.get("event_id") or ""),
             keys=data.get("keys"),
+            seq=str(data.get("seq") or ""),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"not a dead letter: {exc}", record=where) from exc

@@ -133,11 +133,14 @@ def parse_letter(letter: DeadLetter, *, generation: int = 0) -> Change:
 
     Snapshot letters (``export``, ``scan``) take their key names from ``keys`` (hash key first)
     and their snapshot time from ``failed_at_us``; stream letters keep their sequence number.
-    ``generation`` is the current one: see docs/dead-letters.md on replaying across generations.
+    A letter that recorded its ``seq`` keeps it (its generation included); an older letter
+    without one takes ``generation``, the current one.
     """
     record = letter.record
     source = letter.source if letter.source in _PARSERS else _guess_source(record)
     change = _PARSERS[source](letter, record, generation)
+    if letter.seq:
+        change = replace(change, seq=letter.seq)
     return change if change.table else _with_table(change, letter.table)
 
 
