@@ -21,9 +21,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from ddb2bq.local import AWS_DUMMY_CREDENTIALS, REGION, local_servers
-from ddb2bq.records import Change, from_get_records
+from ddb2bq.records import Change
 from ddb2bq.rows import RowBuilder
 from ddb2bq.schema import build_layout
+from ddb2bq.streams import read_stream
 
 PROJECT = "demo-project"
 TABLE = "orders"
@@ -60,7 +61,7 @@ def main() -> int:
         dynamodb, streams = aws_clients(servers.moto.endpoint)
         stream_arn = create_source_table(dynamodb)
         write_history(dynamodb)
-        changes = read_stream(streams, stream_arn)
+        changes = list(read_stream(streams, stream_arn))
         print(f"Read {len(changes)} changes from the stream {stream_arn}")
         client = bigquery.Client(
             project=PROJECT,
@@ -111,19 +112,6 @@ def write_history(dynamodb: Any) -> None:
         ExpressionAttributeValues={":t": {"N": "0.10000000000000000000000000000000000001"}},
     )
     dynamodb.delete_item(TableName=TABLE, Key={"pk": {"S": "order#3"}, "sk": {"N": "1"}})
-
-
-def read_stream(streams: Any, stream_arn: str) -> list[Change]:
-    changes: list[Change] = []
-    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            response = streams.get_records(ShardIterator=iterator, Limit=100)
-            changes.extend(from_get_records(response, shard_id=shard["ShardId"]))
-            iterator = response.get("NextShardIterator") if response["Records"] else None
-    return changes
 
 
 def load_changelog(client: bigquery.Client, changes: list[Change]) -> list[dict[str, Any]]:

@@ -11,9 +11,9 @@ import orjson
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 
-from ddb2bq.records import Change, from_get_records
 from ddb2bq.rows import RowBuilder
 from ddb2bq.schema import Column, build_layout
+from ddb2bq.streams import read_stream
 from tests.strategies import from_event_json
 
 EXTREME_NUMBERS = [
@@ -77,7 +77,7 @@ def test_items_of_every_type_reach_bigquery_exactly(
         dynamodb.put_item(TableName=table_name, Item=item)
 
     # WHEN the stream is read with boto3, converted, and inserted into local-bigquery
-    changes = read_stream(dynamodbstreams, stream_arn)
+    changes = list(read_stream(dynamodbstreams, stream_arn))
     layout = build_layout([("pk", "S"), ("sk", "N")], promoted=PROMOTED)
     builder = RowBuilder(layout)
     rows = [builder.build(change) for change in changes]
@@ -116,19 +116,6 @@ def create_table(dynamodb: Any, name: str) -> str:
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
     return str(response["TableDescription"]["LatestStreamArn"])
-
-
-def read_stream(streams: Any, stream_arn: str) -> list[Change]:
-    changes: list[Change] = []
-    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            response = streams.get_records(ShardIterator=iterator, Limit=100)
-            changes.extend(from_get_records(response, shard_id=shard["ShardId"]))
-            iterator = response.get("NextShardIterator") if response["Records"] else None
-    return changes
 
 
 def create_bq_table(
