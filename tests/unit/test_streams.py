@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from ddb2bq.streams import lineage_order, read_stream
+from ddb2bq.records import from_lambda_event
+from ddb2bq.streams import lambda_events, lineage_order, read_stream
 
 
 class ScriptedStreams:
@@ -86,3 +88,44 @@ def test_children_are_read_after_their_parents_whatever_the_listing_order() -> N
 
 def test_a_parent_trimmed_away_does_not_hide_its_child() -> None:
     assert lineage_order([{"ShardId": "child", "ParentShardId": "gone"}]) == ["child"]
+
+
+def test_get_records_records_become_the_events_lambda_delivers() -> None:
+    # GIVEN two GetRecords records as boto3 returns them (datetime, bytes)
+    record = {
+        "eventID": "e1",
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2026, 11, 30, tzinfo=UTC),
+            "Keys": {"pk": {"B": b"\x00"}},
+            "NewImage": {"pk": {"B": b"\x00"}, "bs": {"BS": [b"\x01"]}},
+            "SequenceNumber": "100",
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    arn = "arn:aws:dynamodb:eu-west-1:1:table/t/stream/2026"
+    # WHEN batched as Lambda would, one record per event
+    events = list(
+        lambda_events([record, {**record, "eventID": "e2"}], arn, "eu-west-1", batch_size=1)
+    )
+    # THEN each event has Lambda's fields, epoch seconds and base64 text
+    assert len(events) == 2
+    first = events[0]["Records"][0]
+    assert (
+        first["eventSource"],
+        first["eventVersion"],
+        first["awsRegion"],
+        first["eventSourceARN"],
+    ) == (
+        "aws:dynamodb",
+        "1.1",
+        "eu-west-1",
+        arn,
+    )
+    assert first["dynamodb"]["ApproximateCreationDateTime"] == 1795996800.0
+    assert first["dynamodb"]["NewImage"] == {"pk": {"B": "AA=="}, "bs": {"BS": ["AQ=="]}}
+    # AND the handler's parser reads it back as the same change
+    (change,) = from_lambda_event(events[0])
+    assert change.table == "t"
+    assert change.keys == {"pk": {"B": "AA=="}}

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,6 +26,7 @@ from google.cloud import bigquery
 from ddb2bq.config import Config
 from ddb2bq.convert import plain_item
 from ddb2bq.local import REGION, Server
+from ddb2bq.streams import lambda_record, read_records
 from tests.integration.aws_lambda.conftest import (
     BuiltZip,
     changelog_rows,
@@ -159,38 +159,6 @@ def write_workload(dynamodb: Any, table: str) -> None:
     dynamodb.put_item(TableName=table, Item={**item(5), "name": {"S": "back again"}})
 
 
-def read_stream(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
-    shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
-    records: list[dict[str, Any]] = []
-    for shard in shards:
-        iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = streams.get_records(ShardIterator=iterator, Limit=1000)
-            records += page["Records"]
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
-    return records
-
-
-def lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A GetRecords record as Lambda puts it in the event."""
-    body = dict(record["dynamodb"])
-    created: datetime = body["ApproximateCreationDateTime"]
-    body["ApproximateCreationDateTime"] = created.timestamp()
-    return {
-        "eventID": record["eventID"],
-        "eventName": record["eventName"],
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": REGION,
-        "dynamodb": to_event_json(body),
-        "eventSourceARN": stream_arn,
-    }
-
-
 def poison_record(after: Mapping[str, Any]) -> dict[str, Any]:
     """A change no writer can take: a number that is not a number (DynamoDB never sends one,
     a bug upstream might). It names a key the table does not hold."""
@@ -242,7 +210,9 @@ def test_a_table_stream_through_the_zipped_handler_mirrors_the_table(
     # GIVEN a moto table with a stream, its changes, and its tables on the emulator
     table, stream_arn = create_table(dynamodb)
     write_workload(dynamodb, table)
-    records = [lambda_record(r, stream_arn) for r in read_stream(dynamodbstreams, stream_arn)]
+    records = [
+        lambda_record(r, stream_arn, REGION) for r in read_records(dynamodbstreams, stream_arn)
+    ]
     assert len(records) == 12 + 4 + 3 + 1
     # ... and a poison record in the middle of the stream
     records.insert(9, poison_record(records[8]))
@@ -312,7 +282,9 @@ def test_bigquery_failing_for_a_while_is_retried_from_the_reported_record(
     # second batch's write (503, reset, 503, 429, 503: the writer's five attempts)
     table, stream_arn = create_table(dynamodb)
     write_workload(dynamodb, table)
-    records = [lambda_record(r, stream_arn) for r in read_stream(dynamodbstreams, stream_arn)]
+    records = [
+        lambda_record(r, stream_arn, REGION) for r in read_records(dynamodbstreams, stream_arn)
+    ]
     environ = replication_environ(
         bigquery_server,
         bq_project,
