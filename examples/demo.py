@@ -1,17 +1,26 @@
-"""The local end-to-end demo: DynamoDB (moto) -> stream -> ddb2bq -> BigQuery (local-bigquery).
+"""The local end-to-end demo: DynamoDB (moto) -> stream -> the ddb2bq Lambda handler -> BigQuery.
 
-Run it with ``scripts/demo`` (which sets everything up first). It starts both local stand-ins,
-writes items of every DynamoDB type (extreme numbers included) to a table with a
-NEW_AND_OLD_IMAGES stream, changes and deletes some, reads the stream with boto3, converts each
-change with ddb2bq, inserts the changelog rows into the local BigQuery, queries them back and
-prints them as a table, then checks that every value came back exactly.
+Run it with ``scripts/demo`` (which sets everything up first). Against local stand-ins of both
+clouds on 127.0.0.1 it does what a user does with real ones:
+
+1. creates a DynamoDB table, turns its stream on (``ddb2bq enable-stream``) and creates the
+   BigQuery changelog and mirror (``ddb2bq init``);
+2. writes items of every DynamoDB type (extreme numbers included), updates and deletes some;
+3. reads the stream with boto3 and hands its records to the Lambda handler in the events Lambda
+   would deliver (batches of 4);
+4. queries the mirror and the changelog back and prints them as tables, then checks that the
+   mirror equals the DynamoDB table and that every changelog image is the item, to the last
+   digit and byte.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import sys
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,15 +29,19 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from ddb2bq.local import AWS_DUMMY_CREDENTIALS, REGION, local_servers
-from ddb2bq.records import Change
-from ddb2bq.rows import RowBuilder
-from ddb2bq.schema import build_layout
-from ddb2bq.streams import read_stream
+from ddb2bq.aws_lambda import Handler
+from ddb2bq.cli import main as ddb2bq
+from ddb2bq.config import load_config
+from ddb2bq.convert import plain_item
+from ddb2bq.local import REGION, local_servers
+from ddb2bq.observability import configure_logging
+from ddb2bq.streams import lambda_events, read_records
 
 PROJECT = "demo-project"
+DATASET = "dynamodb"
 TABLE = "orders"
 RETRY = bigquery.DEFAULT_RETRY.with_timeout(20.0)
+LOG = Path(__file__).resolve().parents[1] / ".cache" / "demo" / "lambda.log"
 
 ITEMS: list[dict[str, Any]] = [
     {
@@ -57,35 +70,48 @@ ITEMS: list[dict[str, Any]] = [
 
 def main() -> int:
     print("Starting moto (DynamoDB + Streams) and local-bigquery on 127.0.0.1 ...")
-    with local_servers(PROJECT) as servers:
-        dynamodb, streams = aws_clients(servers.moto.endpoint)
-        stream_arn = create_source_table(dynamodb)
+    with local_servers(PROJECT) as servers, tempfile.TemporaryDirectory() as work:
+        os.environ.update(
+            {
+                **servers.environment(),
+                "DDB2BQ_SOURCE_TABLE": TABLE,
+                "DDB2BQ_TARGET_DATASET": DATASET,
+                "DDB2BQ_COLUMNS_PROMOTE": "customer,total",
+                "DDB2BQ_COLUMNS_TYPES": '{"total": "NUMERIC"}',
+                "DDB2BQ_DEAD_LETTERS_PATH": os.path.join(work, "dead-letters"),
+            }
+        )
+        dynamodb = boto3.client("dynamodb", endpoint_url=servers.moto.endpoint, region_name=REGION)
+        streams = boto3.client(
+            "dynamodbstreams", endpoint_url=servers.moto.endpoint, region_name=REGION
+        )
+        create_source_table(dynamodb)
+        run("enable-stream")
+        run("init")
         write_history(dynamodb)
-        changes = list(read_stream(streams, stream_arn))
-        print(f"Read {len(changes)} changes from the stream {stream_arn}")
+        stream_arn = dynamodb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+        deliver(streams, stream_arn)
         client = bigquery.Client(
             project=PROJECT,
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
             client_options=ClientOptions(api_endpoint=servers.bigquery.endpoint),
         )
-        rows = load_changelog(client, changes)
-        print_table(rows)
-        return verify(rows)
+        mirror = query(client, f"SELECT * FROM `{PROJECT}.{DATASET}.{TABLE}` ORDER BY pk")
+        changes = query(client, f"SELECT * FROM `{PROJECT}.{DATASET}.{TABLE}_changes` ORDER BY seq")
+        print_mirror(mirror)
+        print_changelog(changes)
+        return verify(dynamodb, mirror, changes)
 
 
-def aws_clients(endpoint: str) -> tuple[Any, Any]:
-    session = boto3.Session(
-        aws_access_key_id=AWS_DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=REGION,
-    )
-    return session.client("dynamodb", endpoint_url=endpoint), session.client(
-        "dynamodbstreams", endpoint_url=endpoint
-    )
+def run(*args: str) -> None:
+    print(f"\n$ ddb2bq {' '.join(args)}")
+    code = ddb2bq(list(args))
+    if code != 0:
+        raise SystemExit(f"ddb2bq {' '.join(args)} failed with exit code {code}")
 
 
-def create_source_table(dynamodb: Any) -> str:
-    response = dynamodb.create_table(
+def create_source_table(dynamodb: Any) -> None:
+    dynamodb.create_table(
         TableName=TABLE,
         KeySchema=[
             {"AttributeName": "pk", "KeyType": "HASH"},
@@ -96,9 +122,7 @@ def create_source_table(dynamodb: Any) -> str:
             {"AttributeName": "sk", "AttributeType": "N"},
         ],
         BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
-    return str(response["TableDescription"]["LatestStreamArn"])
 
 
 def write_history(dynamodb: Any) -> None:
@@ -114,77 +138,108 @@ def write_history(dynamodb: Any) -> None:
     dynamodb.delete_item(TableName=TABLE, Key={"pk": {"S": "order#3"}, "sk": {"N": "1"}})
 
 
-def load_changelog(client: bigquery.Client, changes: list[Change]) -> list[dict[str, Any]]:
-    layout = build_layout([("pk", "S"), ("sk", "N")], promoted={"total": "STRING"})
-    builder = RowBuilder(layout)
-    built = [builder.build(change) for change in changes]
-    dataset = client.create_dataset("dynamodb", exists_ok=True, retry=RETRY, timeout=30)
-    schema = [
-        bigquery.SchemaField(c.name, c.field_type, mode=c.field_mode)
-        for c in layout.changelog_columns()
-    ]
-    table = bigquery.Table(dataset.table(f"{TABLE}_changes"), schema=schema)
-    table.time_partitioning = bigquery.TimePartitioning(field="changed_at")
-    table.clustering_fields = ["pk", "sk"]
-    table = client.create_table(table, exists_ok=True, retry=RETRY, timeout=30)
-    errors = client.insert_rows_json(
-        table, [b.changelog for b in built], row_ids=[b.change.event_id for b in built], retry=RETRY
+def deliver(streams: Any, stream_arn: str) -> None:
+    """What Lambda does: the stream's records, in order, in batches, to the handler."""
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    print(f"\nReading the stream, invoking the Lambda handler (its JSON log and metrics: {LOG}):")
+    with LOG.open("w", encoding="utf-8") as log:
+        configure_logging(stream=log)
+        function = Handler(load_config(), metrics_stream=log)
+        events = lambda_events(read_records(streams, stream_arn), stream_arn, REGION, batch_size=4)
+        for number, event in enumerate(events, start=1):
+            response = function(event, None)
+            print(f"  batch {number}: {len(event['Records'])} records -> {response}")
+            if response["batchItemFailures"]:
+                raise SystemExit(f"the handler asked for a retry; see {LOG}")
+    for line in LOG.read_text(encoding="utf-8").splitlines():
+        if '"level":"WARNING"' in line:
+            print(f"  log: {orjson.loads(line)['message']}")
+
+
+def query(client: bigquery.Client, sql: str) -> list[dict[str, Any]]:
+    rows = client.query(sql, retry=RETRY, job_retry=RETRY).result(retry=RETRY, timeout=30)
+    return [dict(row) for row in rows]
+
+
+def print_mirror(rows: list[dict[str, Any]]) -> None:
+    print(f"\nThe mirror `{PROJECT}.{DATASET}.{TABLE}` (a view: the latest change per key):\n")
+    print_table(
+        ("pk", "sk", "customer", "total (NUMERIC)", "item (plain JSON)"),
+        [(r["pk"], r["sk"], r["customer"], r["total"], _short(r["item"], 70)) for r in rows],
     )
-    if errors:
-        raise SystemExit(f"BigQuery refused rows: {errors}")
-    sql = f"SELECT * FROM `{PROJECT}.dynamodb.{TABLE}_changes` ORDER BY seq"
-    result = client.query(sql, retry=RETRY, job_retry=RETRY).result(retry=RETRY, timeout=30)
-    return [dict(row) for row in result]
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"\nBigQuery `{PROJECT}.dynamodb.{TABLE}_changes`, queried back:\n")
-    header = ("op", "pk", "seq (last section)", "total", "item (plain JSON)")
-    lines = [
-        (row["op"], row["pk"], row["seq"].rsplit("/", 1)[1], str(row["total"]), _short(row["item"]))
-        for row in rows
-    ]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
-    for line in (header, tuple("-" * w for w in widths), *lines):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))
+def print_changelog(rows: list[dict[str, Any]]) -> None:
+    print(f"\nThe changelog `{PROJECT}.{DATASET}.{TABLE}_changes`:\n")
+    print_table(
+        ("op", "pk", "seq (last section)", "total", "new_image (DynamoDB JSON)"),
+        [
+            (r["op"], r["pk"], r["seq"].rsplit("/", 1)[1], r["total"], _short(r["new_image"], 60))
+            for r in rows
+        ],
+    )
 
 
-def _short(value: Any, width: int = 90) -> str:
+def print_table(header: tuple[str, ...], lines: list[tuple[Any, ...]]) -> None:
+    cells = [tuple("NULL" if c is None else str(c) for c in line) for line in lines]
+    widths = [max(len(x) for x in column) for column in zip(header, *cells, strict=True)]
+    for line in (header, tuple("-" * w for w in widths), *cells):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def _short(value: Any, width: int) -> str:
     text = (
         value
         if isinstance(value, str)
-        else orjson.dumps(value).decode()
-        if value is not None
         else "NULL"
+        if value is None
+        else orjson.dumps(value).decode()
     )
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def verify(rows: list[dict[str, Any]]) -> int:
-    """Every image read back equals what DynamoDB holds, to the last digit and byte."""
-    inserted = {row["pk"]: row for row in rows if row["op"] == "INSERT"}
-    mismatches = []
-    for item in ITEMS:
-        image = _json(inserted[item["pk"]["S"]]["new_image"])
-        if _binary_back(image) != item:
-            mismatches.append(item["pk"]["S"])
-    numbers = _json(inserted["order#1"]["item"])
-    exact38 = Decimal(repr(numbers["exact38"]))
+def verify(dynamodb: Any, mirror: list[dict[str, Any]], changes: list[dict[str, Any]]) -> int:
+    """The mirror equals the table; every changelog image is the item, to the last digit."""
+    table = dynamodb.scan(TableName=TABLE)["Items"]
+    expected = {item["pk"]["S"]: plain_item(_event_json(item)) for item in table}
+    actual = {row["pk"]: _json(row["item"]) for row in mirror}
+    images_exact = all(
+        _binary_back(_json(row["new_image"])) == source
+        for row in changes
+        if row["op"] == "INSERT"
+        for source in ITEMS
+        if source["pk"]["S"] == row["pk"]
+    )
+    numbers = actual["order#1"]
     print(
         f"\nIn item: huge={numbers['huge']!r} (a string: float64 would round it), "
-        f"tiny={numbers['tiny']!r}, exact38={numbers['exact38']!r} (float64 gives it back: "
-        f"{exact38 == Decimal('1234567895171680000000000000000000000000')})"
+        f"tiny={numbers['tiny']!r}, exact38={numbers['exact38']!r} (float64 gives it back exactly: "
+        f"{Decimal(repr(numbers['exact38'])) == Decimal('1234567895171680000000000000000000000000')})"
     )
-    if mismatches:
-        print(f"MISMATCH in {mismatches}", file=sys.stderr)
+    if actual != expected or not images_exact:
+        print(
+            f"MISMATCH: mirror equals table: {actual == expected}; images exact: {images_exact}",
+            file=sys.stderr,
+        )
         return 1
-    print(f"All {len(ITEMS)} items came back exactly; {len(rows)} changes in the changelog.")
+    print(
+        f"The mirror equals the DynamoDB table ({len(table)} items); the changelog holds "
+        f"{len(changes)} changes whose images are exactly the items written."
+    )
     return 0
 
 
 def _json(value: Any) -> Any:
     """JSON columns come back parsed from the query API; accept JSON text too."""
     return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _event_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _event_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_event_json(v) for v in value]
+    return base64.b64encode(value).decode() if isinstance(value, bytes) else value
 
 
 def _binary_back(value: Any, tag: str = "") -> Any:
