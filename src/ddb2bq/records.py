@@ -98,7 +98,9 @@ def from_lambda_event(event: Mapping[str, Any], *, generation: int = 0) -> list[
     if not isinstance(records, list):
         raise RecordError("the event has no 'Records' list; is this a stream event?")
     return [
-        from_lambda_record(record, generation=generation, index=i)
+        _stream_record(record, generation, i, _epoch_seconds_to_us)
+        if type(record) is dict and not _is_kinesis(record)
+        else from_lambda_record(record, generation=generation, index=i)
         for i, record in enumerate(records)
     ]
 
@@ -107,9 +109,13 @@ def from_lambda_record(record: Any, *, generation: int = 0, index: int = 0) -> C
     """Parse one record of a Lambda event (DynamoDB Streams or Kinesis)."""
     if not isinstance(record, Mapping):
         raise RecordError("the record is not a JSON object", record=f"record {index}")
-    if record.get("eventSource") == "aws:kinesis" or "kinesis" in record:
+    if _is_kinesis(record):
         return from_kinesis_record(record, generation=generation, index=index)
     return _stream_record(record, generation, index, _epoch_seconds_to_us)
+
+
+def _is_kinesis(record: Mapping[str, Any]) -> bool:
+    return record.get("eventSource") == "aws:kinesis" or "kinesis" in record
 
 
 def from_get_records(
@@ -315,18 +321,21 @@ def _stream_record(
                 sequence_number, _where(index, event_id), "dynamodb.SequenceNumber"
             )
     identity = record.get("userIdentity")
+    seq = make_seq(generation, position)
     changed_at = ddb.get("ApproximateCreationDateTime")
+    if to_us is _epoch_seconds_to_us and type(changed_at) is int:
+        changed_at_us = changed_at * 1_000_000
+    elif to_us is _epoch_seconds_to_us and type(changed_at) is float:
+        changed_at_us = round(changed_at * 1_000_000)
+    else:
+        changed_at_us = to_us(changed_at, _where(index, event_id), "ApproximateCreationDateTime")
     return Change(
         op=op,
         keys=keys,
         new_image=new_image,
         old_image=old_image,
-        seq=make_seq(generation, position),
-        changed_at_us=(
-            changed_at * 1_000_000
-            if type(changed_at) is int and to_us is _epoch_seconds_to_us
-            else to_us(changed_at, _where(index, event_id), "ApproximateCreationDateTime")
-        ),
+        seq=seq,
+        changed_at_us=changed_at_us,
         event_id=str(event_id) if event_id is not None else "",
         is_ttl_delete=identity is not None
         and isinstance(identity, Mapping)

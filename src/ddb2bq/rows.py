@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from ddb2bq.convert import Conflict, column_value, plain_item
+from ddb2bq.convert import Conflict, column_converter, plain_item
 from ddb2bq.exceptions import ConversionError
 from ddb2bq.records import Change, Item, now_micros
-from ddb2bq.schema import Column, TableLayout
+from ddb2bq.schema import TableLayout
 
 Row = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,18 +60,27 @@ class RowBuilder:
     def __init__(self, layout: TableLayout, *, clock: Callable[[], int] = now_micros) -> None:
         self.layout = layout
         self._clock = clock
-        self._key_columns = [(c, c.attribute or c.name) for c in layout.keys]
-        self._promoted = [(c, c.attribute or c.name) for c in layout.promoted]
+        self._soft_deletes = layout.soft_deletes
+        self._keys = [(c, c.attribute or c.name, column_converter(c.type)) for c in layout.keys]
+        self._promoted = [
+            (c.name, c.attribute or c.name, column_converter(c.type), c.field_mode == "REPEATED")
+            for c in layout.promoted
+        ]
 
     def build(self, change: Change) -> Rows:
         """The rows of one change; raises ConversionError naming the key or attribute."""
         if type(change.keys) is not dict:
             _describe(change)  # fails as it would for the error message below
+        new_image = change.new_image
         try:
             key_values = self._key_values(change)
-            item = None if change.new_image is None else plain_item(change.new_image)
-            promoted, conflicts = self._promoted_values(change.new_image)
-            mirror_old = self._soft_deleted(change, key_values)
+            item = None if new_image is None else plain_item(new_image)
+            promoted, conflicts = self._promoted_values(new_image)
+            mirror_old = (
+                self._soft_deleted(change, key_values)
+                if self._soft_deletes and change.op == "REMOVE"
+                else None
+            )
         except ConversionError as exc:
             raise ConversionError(str(exc), record=_describe(change)) from None
         changed_at = timestamp_text(change.changed_at_us)
@@ -83,7 +92,7 @@ class RowBuilder:
             "changed_at": changed_at,
             "ingested_at": timestamp_text(self._clock()),
             **key_values,
-            "new_image": _json_text(change.new_image),
+            "new_image": _json_text(new_image),
             "old_image": _json_text(change.old_image),
             "is_ttl_delete": change.is_ttl_delete,
             "item": item_text,
@@ -96,7 +105,7 @@ class RowBuilder:
             mirror = None
         else:
             mirror = {**key_values, **promoted, "item": item_text, **tail}
-            if self.layout.soft_deletes:
+            if self._soft_deletes:
                 mirror["_deleted"] = False
         return Rows(change, changelog, mirror, conflicts)
 
@@ -114,11 +123,12 @@ class RowBuilder:
 
     def _key_values(self, change: Change) -> Row:
         values = {}
-        for column, attribute in self._key_columns:
-            value = change.keys.get(attribute)
+        keys = change.keys
+        for column, attribute, convert in self._keys:
+            value = keys.get(attribute)
             if value is None:
                 raise ConversionError(f"the change has no value for key attribute {attribute!r}")
-            converted = column_value(value, column.type)
+            converted = convert(value)
             if isinstance(converted, Conflict):
                 raise ConversionError(
                     f"key {attribute!r} = {value!r} does not fit key column {column.name!r} "
@@ -132,23 +142,22 @@ class RowBuilder:
     def _promoted_values(self, image: Item | None) -> tuple[Row, tuple[tuple[str, str], ...]]:
         values: Row = {}
         conflicts: list[tuple[str, str]] = []
-        for column, attribute in self._promoted:
+        for name, attribute, convert, repeated in self._promoted:
             value = None if image is None else image.get(attribute)
-            converted = None if value is None else _promoted_value(value, column, attribute)
-            if isinstance(converted, Conflict):
-                conflicts.append((column.name, converted.reason))
+            if value is None:
                 converted = None
-            if converted is None and column.field_mode == "REPEATED":
+            else:
+                try:
+                    converted = convert(value)
+                except ConversionError as exc:
+                    raise ConversionError(str(exc), path=attribute) from None
+            if isinstance(converted, Conflict):
+                conflicts.append((name, converted.reason))
+                converted = None
+            if converted is None and repeated:
                 converted = []  # BigQuery arrays are never NULL: an absent set is an empty array
-            values[column.name] = converted
+            values[name] = converted
         return values, tuple(conflicts)
-
-
-def _promoted_value(value: Any, column: Column, attribute: str) -> Any:
-    try:
-        return column_value(value, column.type)
-    except ConversionError as exc:
-        raise ConversionError(str(exc), path=attribute) from None
 
 
 def timestamp_text(micros: int) -> str:
