@@ -1,0 +1,151 @@
+"""bench/convert.py works, and its pipelines send the same item data (no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "convert.py"
+RECORDS = 50
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ddb2bq_bench_convert", BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def event(bench: ModuleType) -> dict[str, Any]:
+    return bench.make_event(RECORDS)  # type: ignore[no-any-return]
+
+
+def test_measure_times_every_pipeline_and_reports_ratios(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the benchmark's entry point, run small
+    # WHEN it measures 50 records once each
+    exit_code = bench.main(["--records", str(RECORDS), "--repeat", "1"])
+    # THEN every pipeline has a speed, a body and a peak, and the ratios are printed
+    out = capsys.readouterr().out
+    assert exit_code == 0
+    for name in ("ddb2bq", "baseline", "floor"):
+        assert name in out
+    assert "ddb2bq / baseline (a) =" in out
+    assert "ddb2bq / floor (b) =" in out
+    figures = bench.measure(RECORDS, repeat=1)
+    for name in ("ddb2bq", "baseline", "floor"):
+        assert figures[name]["records_per_s"] > 0
+        assert figures[name]["body_bytes"] > 0
+        assert figures[name]["peak_bytes"] > 0
+
+
+def test_the_event_is_the_mix_the_benchmark_claims(event: dict[str, Any]) -> None:
+    # GIVEN the generated event
+    records = event["Records"]
+    # THEN it has every operation, images of about a kilobyte, binary, sets and nested values
+    assert {r["eventName"] for r in records} == {"INSERT", "MODIFY", "REMOVE"}
+    images = [r["dynamodb"].get("NewImage") or r["dynamodb"]["OldImage"] for r in records]
+    sizes = [len(orjson.dumps(image)) for image in images]
+    assert 800 < sum(sizes) / len(sizes) < 2000
+    tags = {tag for image in images for value in image.values() for tag in value}
+    assert {"S", "N", "B", "BOOL", "NULL", "SS", "NS", "M", "L"} <= tags
+    assert all(r["dynamodb"]["StreamViewType"] == "NEW_AND_OLD_IMAGES" for r in records)
+
+
+def test_ddb2bq_and_the_baseline_send_the_same_items(
+    bench: ModuleType, event: dict[str, Any]
+) -> None:
+    # GIVEN the same event through ddb2bq and through the hand-written baseline
+    ours = orjson.loads(bench.ddb2bq_body(event))["rows"]
+    theirs = json.loads(bench.baseline_body(event))["rows"]
+    # THEN both send one row per record, in order, under the record's event id
+    records = event["Records"]
+    assert [r["insertId"] for r in ours] == [r["eventID"] for r in records]
+    assert [r["insertId"] for r in theirs] == [r["eventID"] for r in records]
+    for record, our_row, their_row in zip(records, ours, theirs, strict=True):
+        mine, other = our_row["json"], their_row["json"]
+        # AND the same operation, time and keys
+        assert mine["op"] == other["op"] == record["eventName"]
+        assert _instant(mine["changed_at"]) == _instant(other["changed_at"])
+        assert mine["pk"] == other["pk"]
+        assert Decimal(mine["sk"]) == other["sk"]
+        # AND the same item, attribute by attribute, down to every nested value
+        image = record["dynamodb"].get("NewImage")
+        if image is None:
+            assert mine["item"] is None
+            assert other["item"] is None
+        else:
+            _assert_same_item(image, json.loads(mine["item"]), json.loads(other["item"]))
+
+
+def test_the_floor_sends_the_raw_images(bench: ModuleType, event: dict[str, Any]) -> None:
+    # GIVEN the no-conversion floor
+    rows = orjson.loads(bench.floor_body(event))["rows"]
+    # THEN its rows are the records' keys and images as they came
+    for row, record in zip(rows, event["Records"], strict=True):
+        assert row["json"]["keys"] == record["dynamodb"]["Keys"]
+        assert row["json"]["new_image"] == record["dynamodb"].get("NewImage")
+        assert row["json"]["old_image"] == record["dynamodb"].get("OldImage")
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _assert_same_item(image: dict[str, Any], mine: Any, theirs: Any, path: str = "") -> None:
+    assert list(mine) == list(theirs) == list(image), path
+    for name, value in image.items():
+        _assert_same_value(value, mine[name], theirs[name], f"{path}.{name}")
+
+
+def _assert_same_value(value: dict[str, Any], mine: Any, theirs: Any, path: str) -> None:
+    """One attribute value as ddb2bq and the baseline sent it, the DynamoDB value as a guide:
+    numbers compare as numbers (ddb2bq keeps a decimal a float cannot hold as exact text; the
+    baseline rounds it to the nearest float), sets as sets (ddb2bq sorts them; the baseline
+    sends Python's set order)."""
+    ((tag, raw),) = value.items()
+    if tag == "M":
+        _assert_same_item(raw, mine, theirs, path)
+    elif tag == "L":
+        assert len(mine) == len(theirs) == len(raw), path
+        for index, (member, a, b) in enumerate(zip(raw, mine, theirs, strict=True)):
+            _assert_same_value(member, a, b, f"{path}[{index}]")
+    elif tag == "N":
+        _assert_same_number(raw, mine, theirs, path)
+    elif tag == "NS":
+        assert [Decimal(_text(n)) for n in mine] == sorted(Decimal(n) for n in raw), path
+        for number, a, b in zip(sorted(raw, key=Decimal), mine, sorted(theirs), strict=True):
+            _assert_same_number(number, a, b, path)
+    elif tag in ("SS", "BS"):
+        assert sorted(mine) == sorted(theirs) == sorted(raw), path
+    elif tag == "NULL":
+        assert mine is None, path
+        assert theirs is None, path
+    else:  # S, B (base64 text in both), BOOL
+        assert mine == theirs == raw, path
+
+
+def _assert_same_number(text: str, mine: Any, theirs: Any, path: str) -> None:
+    exact = Decimal(text)
+    assert Decimal(_text(mine)) == exact, path
+    if isinstance(theirs, int):
+        assert theirs == exact, path
+    else:
+        assert theirs == float(exact), path
+
+
+def _text(number: Any) -> str:
+    return number if isinstance(number, str) else repr(number)
