@@ -1,29 +1,35 @@
 """Conversion benchmark: a Lambda stream event (a dict) -> the insertAll body bytes for BigQuery.
 
-Three pipelines run over the same event, in the same process, one after the other:
+The event: ``--records`` (default 10,000) DynamoDB Streams records, NEW_AND_OLD_IMAGES, about 40%
+INSERT, 45% MODIFY and 15% REMOVE (a fifth of them TTL deletes), made with a fixed seed; items are
+orders of about 1.2 KB as DynamoDB JSON with strings, small integers, prices, Python floats,
+37-digit integers, 30-digit decimals, large and tiny numbers (positional, as DynamoDB returns
+them), binary, string/number/binary sets, nested maps and lists. It is already parsed, as the
+Lambda runtime hands it to a handler. Three pipelines run over it, in the same process:
 
 - ``ddb2bq``: ``from_lambda_event`` -> ``RowBuilder.build`` -> the changelog writer's insertAll
   body ``{"rows": [{"insertId": event_id, "json": changelog_row}, ...]}`` encoded with orjson.
   The changelog row carries the lossless DynamoDB JSON images, the plain ``item`` and the
-  promoted columns, so this is the full work the Lambda handler does before the HTTP request.
+  promoted columns, so this is the whole conversion the Lambda handler does before it sends.
 - ``baseline`` (a): the obvious hand-written Lambda. boto3's ``TypeDeserializer`` per attribute
   (its ``_deserialize_b`` overridden to keep the event's base64 text, the usual fix for its
   ``TypeError`` on Lambda events), then ``json.dumps`` with a default for Decimal (int when
-  integral, else float: lossy for long decimals, which is the bug ddb2bq avoids), sets (a list)
-  and bytes (base64); the row holds event id, op, time, the keys and the item as JSON text.
+  integral, else float: lossy for long decimals, the bug ddb2bq avoids), sets (a list) and
+  bytes (base64); a row holds the event id, op, time, keys and the item as JSON text.
   ``TypeDeserializer`` raises on some valid numbers (its Decimal context traps Inexact and
-  Rounded, e.g. a 40-digit integer): the generator below only makes numbers it accepts (at most
-  38 significant digits as written, exponents within -128..126), so the baseline never falls back.
-- ``floor`` (b): ``orjson.dumps`` of the raw keys and images with no conversion at all.
+  Rounded, e.g. the 40-digit ``1234567895171680000000000000000000000000``): the generator only
+  makes numbers it accepts (at most 38 digits as written), so the baseline never needs a fallback.
+- ``floor`` (b): ``orjson.dumps`` of the raw keys and images, with no conversion at all.
 
 Records/s is the best of ``--repeat`` runs (default 5) with the garbage collector on, as in
-Lambda, timed in CPU time of this process (``time.process_time``) so that other processes on a
-shared machine do not count; ``--clock wall`` times wall time instead. Peak memory is measured in a separate pass under ``tracemalloc`` (which slows the code
-down several times, so it never overlaps the timing).
+Lambda, in CPU time of this process (``time.process_time``) so that other processes on a shared
+machine do not count (``--clock wall`` for wall time). Peak memory is measured in a separate pass
+under ``tracemalloc``, which slows the code down and so never overlaps the timing. ``--profile N``
+prints cProfile's top N entries of ddb2bq's pipeline.
 
 Run from the repository root::
 
-    .venv/bin/python bench/convert.py                 # 10,000 records
+    .venv/bin/python bench/convert.py
     .venv/bin/python bench/convert.py --records 2000 --profile 25
 """
 
@@ -65,7 +71,7 @@ Pipeline = Callable[[Event], bytes]
 def make_event(records: int = 10_000, seed: int = 20240501) -> Event:
     """A Lambda DynamoDB Streams event of ``records`` records (NEW_AND_OLD_IMAGES).
 
-    About 40% INSERT, 45% MODIFY, 15% REMOVE (a fifth of them TTL deletes); items are ~1 KB
+    About 40% INSERT, 45% MODIFY, 15% REMOVE (a fifth of them TTL deletes); items are ~1.2 KB
     orders with strings, small and large numbers, decimals, binary, sets, nested maps and lists.
     The event goes through ``json.dumps``/``json.loads`` so that it is made of fresh objects,
     exactly as the Lambda runtime hands it to a handler.
