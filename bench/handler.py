@@ -7,17 +7,21 @@
     importing ``google.cloud.bigquery`` and ``google.cloud.bigquery_storage_v1`` (the import bill
     of the obvious function). Runs alternate between the two; the figures are medians of wall
     time of the whole process (interpreter start included). Printed: the import-only ratio (what
-    Lambda's init phase costs) and the ratio up to the first write done.
+    Lambda's init phase costs) and the ratio up to the first write done; with ``--writer
+    insert_all`` (the light REST client) also the time spent waiting for the emulator's answers
+    (the schema GET and the insertAll POST), and the ratio without it.
 (b) CPU milliseconds per 1,000-record batch (``time.process_time``, median of runs): parse
     (``from_lambda_event``) + convert (``RowBuilder``) + request encoding, for both writers (the
     insertAll JSON body; the Storage Write serialized rows and ``AppendRowsRequest``). The network
     write of the same 1,000 rows to the emulator is measured separately (wall time, and the CPU
-    this process spent in it).
+    this process spent in it), for insertAll through the full client and the light one, and for
+    Storage Write.
 
 Run from the repository root (needs scripts/setup's emulator)::
 
     .venv/bin/python bench/handler.py                     # builds the zip (~30 s)
     .venv/bin/python bench/handler.py --zip dist/ddb2bq-lambda.zip --runs 9
+    .venv/bin/python bench/handler.py --runs 9 --writer insert_all   # the Lambda's light path
 """
 
 from __future__ import annotations
@@ -63,10 +67,21 @@ import json
 out, sys.stdout = sys.stdout, sys.stderr
 from ddb2bq.aws_lambda import handler
 imported = time.perf_counter()
+waits = {{}}
+if {light}:  # time the light client's requests: the emulator's answer times
+    from ddb2bq.sinks import rest  # the handler imports it at its first write anyway
+    send = rest.Connections.send
+    def timed(self, method, *args, **kwargs):
+        begun = time.perf_counter()
+        try:
+            return send(self, method, *args, **kwargs)
+        finally:
+            waits[method] = waits.get(method, 0.0) + time.perf_counter() - begun
+    rest.Connections.send = timed
 response = handler(json.loads({event!r}), None)
 written = time.perf_counter()
 out.write(json.dumps({{"import": imported - started, "first_write": written - started,
-                       "response": response}}))
+                       "waits": waits, "response": response}}))
 """
 
 BASELINE_CHILD = """
@@ -103,10 +118,11 @@ def cold_start(task: Path, runtime: Path, bigquery: Server, config: Config, runs
     path = [str(task), str(runtime)]
     event = SAMPLE_EVENT.read_text()
     environ = {**_environ(bigquery, config), "PATH": os.defpath, "LC_ALL": "C.UTF-8"}
-    handler_code = HANDLER_CHILD.format(path=path, event=event)
+    light = config.target.writer == "insert_all"
+    handler_code = HANDLER_CHILD.format(path=path, event=event, light=light)
     baseline_code = BASELINE_CHILD.format(path=path)
     walls: dict[str, list[float]] = {"baseline": [], "handler": [], "start": []}
-    baseline, imports, first_writes = [], [], []
+    baseline, imports, first_writes, waits = [], [], [], []
     for _ in range(runs):
         wall, output = _run_child("pass", environ)
         walls["start"].append(wall)
@@ -119,6 +135,7 @@ def cold_start(task: Path, runtime: Path, bigquery: Server, config: Config, runs
         assert result["response"] == {"batchItemFailures": []}, result
         imports.append(result["import"])
         first_writes.append(result["first_write"])
+        waits.append(result["waits"])
     start = statistics.median(walls["start"])
     base = start + statistics.median(baseline)
     init = start + statistics.median(imports)
@@ -142,6 +159,13 @@ def cold_start(task: Path, runtime: Path, bigquery: Server, config: Config, runs
     )
     print(f"    ratio init phase / baseline:         {init / base:5.2f}")
     print(f"    ratio to first write done / baseline: {first / base:5.2f}   (target <= 0.4)")
+    if light:
+        get, post = (statistics.median(w.get(m, 0.0) for w in waits) for m in ("GET", "POST"))
+        print(
+            f"    of which the emulator's answers (schema GET {get * ms:.1f}, insertAll POST "
+            f"{post * ms:.1f}): {(get + post) * ms:.1f}; ratio without them: "
+            f"{(first - get - post) / base:5.2f}"
+        )
 
 
 def _run_child(code: str, environ: dict[str, str]) -> tuple[float, str]:
@@ -183,6 +207,9 @@ def batch_cost(bigquery: Server, repeat: int) -> None:
     path = f"projects/{refs.changes.project}/datasets/{refs.changes.dataset}/tables/{refs.changes.table}"
     storage = StorageWriteWriter(write_client, path, layout.changelog_columns())
     insert_all = InsertAllWriter(client, refs.changes.api, layout.changelog_columns())
+    light = InsertAllWriter(
+        clients.rest_client(config), refs.changes.api, layout.changelog_columns()
+    )
     event = make_event(1000)
 
     def convert() -> list[Rows]:
@@ -208,7 +235,8 @@ def batch_cost(bigquery: Server, repeat: int) -> None:
     print(f"    (insertAll body: {body / 1000:.0f} kB for 1,000 records)")
     print("    network write of the same 1,000 rows to local-bigquery (wall ms / CPU ms here):")
     rows = convert()
-    for name, writer in (("insertAll", insert_all), ("Storage Write", storage)):
+    named = (("insertAll", insert_all), ("insertAll, light", light), ("Storage Write", storage))
+    for name, writer in named:
         walls, cpus = [], []
         for _ in range(max(3, repeat // 2)):
             wall, cpu = time.perf_counter(), time.process_time()
@@ -216,7 +244,7 @@ def batch_cost(bigquery: Server, repeat: int) -> None:
             walls.append((time.perf_counter() - wall) * 1000)
             cpus.append((time.process_time() - cpu) * 1000)
             assert result.ok, result.failures[:1]
-        print(f"      {name:14s} {statistics.median(walls):8.1f} / {statistics.median(cpus):7.1f}")
+        print(f"      {name:16s} {statistics.median(walls):8.1f} / {statistics.median(cpus):7.1f}")
     client.close()
 
 

@@ -16,10 +16,12 @@ The contract with Lambda (event source mapping with ``ReportBatchItemFailures``)
 
 Per container (cold start): the configuration is read from the ``DDB2BQ_*`` environment once and
 validated (a bad setting is logged as one clear error and fails every invocation); the Google
-credentials, the BigQuery clients, the table layout and the sink are made at the first write,
-which is also when the Google client libraries are imported, so the import of this module stays
-cheap. Per invocation: a fresh response, a summary log line and one metrics line (see
-:mod:`ddb2bq.observability`).
+credentials, the BigQuery clients, the table layout and the sink are made at the first write, so
+the import of this module stays cheap. The layout is read, and ``insert_all`` rows are sent, by a
+light REST client on the standard library (:mod:`ddb2bq.sinks.rest`): with ``[target] writer =
+"insert_all"`` the Google client libraries are never imported, unless a schema evolution needs
+them; Storage Write imports its gRPC client at the first write. Per invocation: a fresh
+response, a summary log line and one metrics line (see :mod:`ddb2bq.observability`).
 
 Example (what Lambda does)::
 
@@ -29,6 +31,7 @@ Example (what Lambda does)::
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -446,15 +449,21 @@ def dead_letters_from_config(config: Config) -> DeadLetterSink:
 def bigquery_sink(parts: SinkContext) -> Any:
     """The BigQuery sink of the configuration: clients, the changelog's layout, the writers.
 
-    The Google client libraries are imported here, at the first write, not at cold start.
+    Made at the first write, not at cold start. The layout is read, and ``insertAll`` rows are
+    streamed, by the light REST client (:mod:`ddb2bq.sinks.rest`); the full client is made only
+    when a schema evolution needs it. So with ``[target] writer = "insert_all"`` (and a mirror
+    other than ``cdc``) no Google client library is imported (google.cloud.bigquery,
+    google.api_core, requests, gRPC); Storage Write imports its own (gRPC, protobuf,
+    google.api_core) here.
     """
-    from ddb2bq.sinks import clients  # noqa: PLC0415 (lazy: the Google libraries are heavy)
+    from ddb2bq.sinks import clients  # noqa: PLC0415 (lazy: cold start)
     from ddb2bq.sinks.bigquery import BigQuerySink  # noqa: PLC0415
     from ddb2bq.sinks.tables import TableRefs, load_layout  # noqa: PLC0415
 
     config, counters = parts.config, parts.counters
     credentials = None if config.target.endpoint else parts.credentials.get()
-    client = clients.bigquery_client(config, credentials)
+    client = clients.rest_client(config, credentials)
+    full_client = functools.partial(clients.bigquery_client, config, credentials)
     refs = TableRefs.from_config(config, client.project)
     layout = load_layout(client, refs, soft=config.target.deletes == "soft")
     needs_storage = config.target.writer == "storage_write" or config.target.mirror == "cdc"
@@ -470,7 +479,7 @@ def bigquery_sink(parts: SinkContext) -> Any:
     return BigQuerySink(
         config,
         layout,
-        client,
+        full_client,
         counting(writer_for, counters),
         parts.dead_letters,
         mirror_writer_for=mirror_for,

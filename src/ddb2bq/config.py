@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -201,6 +200,8 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
 
 def _read_file(path: Path) -> dict[str, dict[str, tuple[Any, str]]]:
+    import tomllib  # noqa: PLC0415 (lazy: the Lambda reads only its environment, at cold start)
+
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

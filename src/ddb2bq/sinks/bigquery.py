@@ -19,7 +19,9 @@ On the way it
 4. counts type conflicts per column, logging each column's first one.
 
 Writers are bound to a column list, so the sink takes factories (``layout -> Writer``) and builds
-new writers when the layout grows.
+new writers when the layout grows. Adding columns needs the full BigQuery client; the sink takes
+it, or a function making it at the first evolution (the Lambda's light ``insertAll`` path: its
+first write does not import the client library).
 """
 
 from __future__ import annotations
@@ -28,9 +30,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-from google.cloud import bigquery
+from typing import TYPE_CHECKING, Literal
 
 from ddb2bq.config import Config
 from ddb2bq.exceptions import ConfigError, ConversionError, RetryableError, TerminalError
@@ -40,10 +40,14 @@ from ddb2bq.schema import TableLayout, infer_types
 from ddb2bq.sinks.base import DeadLetter, DeadLetterSink, Writer
 from ddb2bq.sinks.tables import evolve
 
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
 logger = logging.getLogger(__name__)
 
 Status = Literal["written", "dead_lettered", "retryable"]
 WriterFactory = Callable[[TableLayout], Writer]
+ClientFactory = Callable[[], "bigquery.Client"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,9 @@ class ConflictCounter:
 class BigQuerySink:
     """Writes batches of changes to the BigQuery changelog (and the cdc mirror).
 
+    ``client`` adds columns when promoted attributes appear: the full BigQuery client, or a
+    function returning one, called at the first schema evolution.
+
     >>> sink = BigQuerySink(config, layout, client,
     ...     lambda layout: InsertAllWriter(client, refs.changes.api, layout.changelog_columns()),
     ...     LocalDeadLetters("dead-letters"))  # doctest: +SKIP
@@ -108,7 +115,7 @@ class BigQuerySink:
         self,
         config: Config,
         layout: TableLayout,
-        client: bigquery.Client,
+        client: bigquery.Client | ClientFactory,
         writer_for: WriterFactory,
         dead_letters: DeadLetterSink,
         *,
@@ -170,12 +177,18 @@ class BigQuerySink:
         if not new:
             return
         try:
-            layout = evolve(self._client, self._config, self._layout, new)
+            layout = evolve(self._schema_client(), self._config, self._layout, new)
         except (TerminalError, ConfigError) as exc:  # e.g. BigQuery's column limit
             logger.error("Not promoting %s: %s Their values stay in item.", sorted(new), exc)
             self._unpromotable.update(new)
             return
         self._use(layout)
+
+    def _schema_client(self) -> bigquery.Client:
+        """The full client, made now if the sink was given a function making it."""
+        if callable(self._client):
+            self._client = self._client()
+        return self._client
 
     def _new_promoted(self, changes: Sequence[Change]) -> dict[str, str]:
         known = {c.attribute for c in self._layout.promoted} | set(self._layout.key_names)

@@ -1,7 +1,9 @@
 """Clients built from configuration: BigQuery (REST and Storage Write), DynamoDB, and writers.
 
 The one place that decides how ddb2bq reaches each service; everything else takes clients as
-parameters. ``[target] endpoint`` (and ``grpc_endpoint``) point BigQuery at a local emulator,
+parameters. The Google client libraries are imported when a client is made, not with this module:
+the Lambda's ``insertAll`` path uses :func:`rest_client` (:mod:`ddb2bq.sinks.rest`) and never
+imports them. ``[target] endpoint`` (and ``grpc_endpoint``) point BigQuery at a local emulator,
 reached without credentials; otherwise the credentials come from ``[google]``
 (:mod:`ddb2bq.credentials`: workload identity, a Secrets Manager key, or application defaults).
 DynamoDB uses ``[source] region`` and ``endpoint_url`` (moto locally) and boto3's own credential
@@ -12,21 +14,26 @@ chain.
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from google.api_core.client_options import ClientOptions
-from google.cloud import bigquery
+from typing import TYPE_CHECKING, Any
 
 from ddb2bq.config import Config
 from ddb2bq.credentials import CredentialsProvider, anonymous_credentials
 from ddb2bq.schema import TableLayout
 from ddb2bq.sinks.base import Writer
 from ddb2bq.sinks.bigquery import WriterFactory
+from ddb2bq.sinks.insert_all import InsertClient
+from ddb2bq.sinks.rest import RestClient
 from ddb2bq.sinks.tables import TableRefs
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
 
 
 def bigquery_client(config: Config, credentials: Any = None) -> bigquery.Client:
     """A BigQuery REST client for ``[target]``; ``credentials`` overrides ``[google]``."""
+    from google.api_core.client_options import ClientOptions  # noqa: PLC0415 (heavy: lazy)
+    from google.cloud import bigquery  # noqa: PLC0415
+
     endpoint = config.target.endpoint
     if endpoint:
         return bigquery.Client(
@@ -40,6 +47,16 @@ def bigquery_client(config: Config, credentials: Any = None) -> bigquery.Client:
         credentials=credentials or CredentialsProvider(config.google).get(),
         location=config.target.location,
     )
+
+
+def rest_client(config: Config, credentials: Any = None) -> RestClient:
+    """The light REST client for ``[target]`` (``get_table`` and ``insert_rows_json`` only);
+    ``credentials`` overrides ``[google]``; an emulator (``[target] endpoint``) gets none."""
+    endpoint = config.target.endpoint
+    if endpoint:
+        return RestClient(config.target.project, None, endpoint=endpoint)
+    creds = credentials or CredentialsProvider(config.google).get()
+    return RestClient(config.target.project, creds)
 
 
 def bigquery_write_client(config: Config, credentials: Any = None) -> Any:
@@ -70,16 +87,18 @@ def dynamodb_client(config: Config) -> Any:
 
 
 def changelog_writer_for(
-    config: Config, client: bigquery.Client, write_client: Any = None
+    config: Config, client: bigquery.Client | RestClient, write_client: Any = None
 ) -> WriterFactory:
-    """``layout -> Writer`` for the changelog, per ``[target] writer``."""
+    """``layout -> Writer`` for the changelog, per ``[target] writer``; ``client`` is the full
+    client or the light one (insertAll only)."""
     refs = TableRefs.from_config(config, client.project)
     if config.target.writer == "insert_all":
         from ddb2bq.sinks.insert_all import InsertAllWriter  # noqa: PLC0415
 
+        inserter: InsertClient = client
+
         def insert_all(layout: TableLayout) -> Writer:
-            # Client.insert_rows_json is narrower than InsertClient spells it; it is the real thing.
-            return InsertAllWriter(cast(Any, client), refs.changes.api, layout.changelog_columns())
+            return InsertAllWriter(inserter, refs.changes.api, layout.changelog_columns())
 
         return insert_all
     from ddb2bq.sinks.storage_write import StorageWriteWriter  # noqa: PLC0415
@@ -94,7 +113,7 @@ def changelog_writer_for(
 
 
 def cdc_writer_for(
-    config: Config, client: bigquery.Client, write_client: Any = None
+    config: Config, client: bigquery.Client | RestClient, write_client: Any = None
 ) -> WriterFactory:
     """``layout -> Writer`` of the ``cdc`` mirror's UPSERT/DELETE rows (Storage Write)."""
     from ddb2bq.sinks.storage_write import StorageWriteWriter  # noqa: PLC0415

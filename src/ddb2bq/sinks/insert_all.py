@@ -37,10 +37,18 @@ _COLLATERAL = frozenset(("stopped", "timeout", *RETRYABLE_REASONS))
 
 
 class InsertClient(Protocol):
-    """The part of ``google.cloud.bigquery.Client`` this writer uses."""
+    """The part of ``google.cloud.bigquery.Client`` this writer uses; the light
+    :class:`~ddb2bq.sinks.rest.RestClient` has it too, with the same semantics."""
 
     def insert_rows_json(
-        self, table: Any, json_rows: Any, **kwargs: Any
+        self,
+        table: str,
+        json_rows: Sequence[Mapping[str, Any]],
+        *,
+        row_ids: Sequence[str | None],
+        skip_invalid_rows: bool,
+        retry: Any,
+        timeout: float,
     ) -> Sequence[Mapping[str, Any]]:
         """Stream rows; return the ``insertErrors`` of the response."""
         ...

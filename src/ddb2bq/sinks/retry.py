@@ -1,7 +1,8 @@
 """Retrying a request: which errors are worth another try, and how long to wait between tries.
 
-:func:`classify` is the one place that decides whether an error from the BigQuery REST client
-(``google.api_core`` exceptions, ``requests``), the Storage Write API (gRPC) or the network is
+:func:`classify` is the one place that decides whether an error from the BigQuery REST clients
+(``google.api_core`` exceptions and ``requests``; the light client's
+:class:`~ddb2bq.sinks.rest.BigQueryHTTPError`), the Storage Write API (gRPC) or the network is
 retryable:
 
 =====================================================  =========
@@ -23,20 +24,23 @@ NOT_FOUND, :class:`~ddb2bq.exceptions.TerminalError`
 uniform in ``[0, min(maximum, initial * multiplier ** attempt)]``), within ``max_attempts`` and
 an overall ``deadline``. The writers pass ``retry=None`` to the Google clients, whose own retries
 run for up to 600 s (REST) or a day (Storage Write), so that these bounds are the only ones.
+
+Classifying imports nothing: an error of ``google.api_core``, ``requests`` or ``grpc`` can only
+exist once its library was imported, so those classes are looked up in ``sys.modules``, and the
+Lambda's light ``insertAll`` path never pays for the Google client libraries.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
-
-import requests
-from google.api_core import exceptions as api
+from typing import Any, Generic, TypeVar
 
 from ddb2bq.exceptions import RetryableError, TerminalError
+from ddb2bq.sinks.rest import BigQueryHTTPError
 
 T = TypeVar("T")
 
@@ -48,38 +52,41 @@ RETRYABLE_GRPC_CODES = frozenset(
 )
 """gRPC status code names worth another try."""
 
+RETRYABLE_STATUS = frozenset((429, 500, 502, 503, 504))
+"""HTTP statuses worth another try (the full client's exception classes for them, below)."""
+
 _RETRYABLE_API = (
-    api.TooManyRequests,
-    api.InternalServerError,
-    api.BadGateway,
-    api.ServiceUnavailable,
-    api.GatewayTimeout,
-    api.DeadlineExceeded,
-    api.ResourceExhausted,
+    "TooManyRequests",
+    "InternalServerError",
+    "BadGateway",
+    "ServiceUnavailable",
+    "GatewayTimeout",
+    "DeadlineExceeded",
+    "ResourceExhausted",
 )
-_RETRYABLE_NETWORK = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    ConnectionError,
-    TimeoutError,
-)
+_RETRYABLE_REQUESTS = ("ConnectionError", "Timeout", "ChunkedEncodingError")
 
 
 def classify(exc: BaseException) -> bool:
     """True when the request that raised ``exc`` may succeed if sent again later.
 
-    >>> classify(api.ServiceUnavailable("try later")), classify(api.NotFound("table dropped"))
+    >>> classify(BigQueryHTTPError(503, "try later")), classify(BigQueryHTTPError(404, "gone"))
     (True, False)
     """
     if isinstance(exc, RetryableError):
         return True
     if isinstance(exc, TerminalError):
         return False
-    if isinstance(exc, _RETRYABLE_API + _RETRYABLE_NETWORK):
+    if isinstance(exc, (ConnectionError, TimeoutError, *_classes("requests.exceptions"))):
         return True
-    if isinstance(exc, api.GoogleAPICallError):
-        return bool(RETRYABLE_REASONS & set(_reasons(exc)))
+    if isinstance(exc, BigQueryHTTPError):
+        return exc.code in RETRYABLE_STATUS or bool(RETRYABLE_REASONS & set(exc.reasons))
+    api = sys.modules.get("google.api_core.exceptions")
+    if api is not None:
+        if isinstance(exc, _classes("google.api_core.exceptions")):
+            return True
+        if isinstance(exc, api.GoogleAPICallError):
+            return bool(RETRYABLE_REASONS & set(_reasons(exc)))
     code = _grpc_code_name(exc)
     if code is not None:
         return code in RETRYABLE_GRPC_CODES
@@ -91,13 +98,27 @@ def splittable(exc: BaseException) -> bool:
     """True when a terminal request error may come from one row of it (HTTP 400, gRPC
     INVALID_ARGUMENT): sending the halves separately isolates the row.
 
-    >>> splittable(api.BadRequest("Could not decode string as base64")), splittable(api.NotFound("t"))
-    (True, False)
+    >>> splittable(BigQueryHTTPError(400, "Could not decode string as base64"))
+    True
+    >>> splittable(BigQueryHTTPError(404, "Not found: Table p:d.t"))
+    False
     """
-    return isinstance(exc, api.BadRequest) and not classify(exc)
+    if isinstance(exc, BigQueryHTTPError):
+        return exc.code == 400 and not classify(exc)
+    api = sys.modules.get("google.api_core.exceptions")
+    return api is not None and isinstance(exc, api.BadRequest) and not classify(exc)
 
 
-def _reasons(exc: api.GoogleAPICallError) -> list[str]:
+def _classes(module: str) -> tuple[type[BaseException], ...]:
+    """The retryable exception classes of ``module`` when it is imported, else none."""
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        return ()
+    names = _RETRYABLE_API if module.startswith("google") else _RETRYABLE_REQUESTS
+    return tuple(getattr(loaded, name) for name in names)
+
+
+def _reasons(exc: Any) -> list[str]:
     return [str(e.get("reason", "")) for e in exc.errors if isinstance(e, dict)]
 
 

@@ -19,17 +19,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
-
-import requests
-from google.api_core.exceptions import GoogleAPICallError
-from google.cloud import bigquery
+from typing import TYPE_CHECKING, Any
 
 from ddb2bq.exceptions import RetryableError, TerminalError
 from ddb2bq.sinks.retry import classify
 
-API_ERRORS = (GoogleAPICallError, requests.exceptions.RequestException)
-"""What the BigQuery REST client raises when a call fails."""
+if TYPE_CHECKING:
+    from google.cloud import bigquery
 
 DEFAULT_DEADLINE = 120.0
 """Seconds a query (with its retries) may take; the client's own default retries for 600 s."""
@@ -100,8 +96,19 @@ class QueryResult:
     affected: int = 0
 
 
+def api_errors() -> tuple[type[BaseException], ...]:
+    """What the BigQuery REST client raises when a call fails (imported on first use: the
+    Lambda's light path never imports the client library)."""
+    import requests  # noqa: PLC0415
+    from google.api_core.exceptions import GoogleAPICallError  # noqa: PLC0415
+
+    return (GoogleAPICallError, requests.exceptions.RequestException)
+
+
 def api_retry(deadline: float = DEFAULT_DEADLINE) -> Any:
     """The client library's retry for metadata calls (get/create/update table), bounded."""
+    from google.cloud import bigquery  # noqa: PLC0415 (lazy: see api_errors)
+
     return bigquery.DEFAULT_RETRY.with_timeout(deadline)
 
 
@@ -111,6 +118,8 @@ def param(name: str, value: Any, type_: str | None = None) -> bigquery.ScalarQue
     >>> param("since", datetime(2024, 1, 1)).type_
     'TIMESTAMP'
     """
+    from google.cloud import bigquery  # noqa: PLC0415 (lazy: see api_errors)
+
     return bigquery.ScalarQueryParameter(name, type_ or _param_type(value), value)
 
 
@@ -133,13 +142,15 @@ def run_query(
     >>> run_query(client, "SELECT @x AS x", [param("x", 1)]).rows  # doctest: +SKIP
     [{'x': 1}]
     """
+    from google.cloud import bigquery  # noqa: PLC0415 (lazy: see api_errors)
+
     retry = api_retry(deadline)
     job_retry = bigquery.retry.DEFAULT_JOB_RETRY.with_timeout(deadline)
     config = bigquery.QueryJobConfig(query_parameters=list(params))
     try:
         job = client.query(sql, job_config=config, retry=retry, job_retry=job_retry)
         rows = [dict(row.items()) for row in job.result(retry=retry, timeout=deadline)]
-    except API_ERRORS as exc:
+    except api_errors() as exc:
         raise query_error(exc, sql) from exc
     stats = job.dml_stats
     return QueryResult(

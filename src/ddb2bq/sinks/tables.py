@@ -26,10 +26,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
-
-from google.api_core.exceptions import NotFound, PreconditionFailed
-from google.cloud import bigquery
+from typing import TYPE_CHECKING, Any
 
 from ddb2bq.config import Config
 from ddb2bq.exceptions import ConfigError, RetryableError
@@ -42,7 +39,12 @@ from ddb2bq.sinks.mirror import (
     run_merge,
     view_ddl,
 )
-from ddb2bq.sinks.sql import API_ERRORS, TableRef, api_error, api_retry, run_query
+from ddb2bq.sinks.rest import BigQueryHTTPError, RestClient
+from ddb2bq.sinks.retry import RetryPolicy
+from ddb2bq.sinks.sql import DEFAULT_DEADLINE, TableRef, api_error, api_errors, api_retry, run_query
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,11 @@ MAX_DESCRIPTION = 1024
 _API_TYPES = {"INTEGER": "INT64", "BOOLEAN": "BOOL", "FLOAT": "FLOAT64", "RECORD": "STRUCT"}
 _SCHEMA_TRIES = 3
 _KINDS = {"STRING": "S", "BYTES": "B"}
+_METADATA_RETRY = RetryPolicy(max_attempts=10, initial=1.0, maximum=60.0, deadline=DEFAULT_DEADLINE)
+"""The light client's retry of ``get_table``: the full client's ``api_retry()`` bounds."""
+
+SchemaJson = Sequence[Mapping[str, Any]]
+"""A table schema's ``fields`` as the REST API spells them (``SchemaField.to_api_repr()``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,65 +130,110 @@ def initial_layout(config: Config, key_schema: Sequence[tuple[str, str]]) -> Tab
 
 
 def load_layout(
-    client: bigquery.Client, refs: TableRefs, base: TableLayout | None = None, *, soft: bool = False
+    client: bigquery.Client | RestClient,
+    refs: TableRefs,
+    base: TableLayout | None = None,
+    *,
+    soft: bool = False,
 ) -> TableLayout:
     """The layout recorded in the changelog's schema.
 
     ``base`` gives the keys and the delete mode; without it the keys are the columns between
     ``ingested_at`` and ``new_image`` (where the changelog puts them) and ``soft`` the delete
     mode, so that ``ddb2bq merge`` needs no DynamoDB access. Raises ConfigError when the
-    changelog does not exist yet: run ``ddb2bq init`` first.
+    changelog does not exist yet: run ``ddb2bq init`` first. ``client`` is the full client or
+    the light :class:`~ddb2bq.sinks.rest.RestClient` (the Lambda's), with the same result.
     """
-    table = _get_table(client, refs.changes)
-    if table is None:
+    fields = _schema_json(client, refs.changes)
+    if fields is None:
         raise ConfigError(f"The changelog table {refs.changes} does not exist; run `ddb2bq init`.")
-    return layout_from_schema(table.schema, base or _stored_keys(table.schema, soft))
+    return layout_from_schema_json(fields, base or _stored_keys(fields, soft))
 
 
-def _stored_keys(fields: Sequence[bigquery.SchemaField], soft: bool) -> TableLayout:
-    names = [f.name for f in fields]
+def _schema_json(client: bigquery.Client | RestClient, ref: TableRef) -> SchemaJson | None:
+    """The table's schema fields as JSON, or None when the table does not exist."""
+    if not isinstance(client, RestClient):
+        table = _get_table(client, ref)
+        return None if table is None else [f.to_api_repr() for f in table.schema]
+    outcome = _METADATA_RETRY.call(lambda: client.get_table(ref.api))
+    error = outcome.error
+    if error is None:
+        fields: SchemaJson = (outcome.value or {}).get("schema", {}).get("fields", [])
+        return fields
+    if isinstance(error, BigQueryHTTPError) and error.code == 404:
+        return None
+    raise api_error(error, str(ref)) from error
+
+
+def _stored_keys(fields: SchemaJson, soft: bool) -> TableLayout:
+    names = [str(f["name"]) for f in fields]
     try:
         start, end = names.index("ingested_at") + 1, names.index("new_image")
     except ValueError as exc:
         raise ConfigError(f"{names} is not the schema of a ddb2bq changelog.") from exc
-    keys = tuple(column_of(f) for f in fields[start:end])
+    keys = tuple(column_of_json(f) for f in fields[start:end])
     kinds = {c.attribute or c.name: _KINDS.get(c.type, "N") for c in keys}
     return TableLayout(keys, soft_deletes=soft, key_types=kinds)
 
 
 def layout_from_schema(fields: Sequence[bigquery.SchemaField], base: TableLayout) -> TableLayout:
     """``base`` with its key column types and promoted columns read from a changelog schema."""
-    by_name = {f.name.lower(): f for f in fields}
+    return layout_from_schema_json([f.to_api_repr() for f in fields], base)
+
+
+def layout_from_schema_json(fields: SchemaJson, base: TableLayout) -> TableLayout:
+    """:func:`layout_from_schema` from the schema as the REST API returns it
+    (``tables.get``'s ``schema.fields``), for the light client.
+
+    >>> base = TableLayout((Column("Id", "BIGNUMERIC", "Id"),))
+    >>> fields = [{"name": "Id", "type": "STRING"}, {"name": "status", "type": "STRING",
+    ...            "description": "DynamoDB attribute: Status"}]
+    >>> layout = layout_from_schema_json(fields, base)
+    >>> layout.keys[0].type, layout.promoted
+    ('STRING', (Column(name='status', type='STRING', attribute='Status', mode='NULLABLE'),))
+    """
+    by_name = {str(f["name"]).lower(): f for f in fields}
     keys = tuple(_key_column(key, by_name.get(key.name.lower())) for key in base.keys)
     fixed = {n.lower() for n in (*CHANGELOG_COLUMNS, *(k.name for k in keys))}
-    promoted = tuple(column_of(f) for f in fields if f.name.lower() not in fixed)
+    promoted = tuple(column_of_json(f) for f in fields if str(f["name"]).lower() not in fixed)
     return TableLayout(keys, promoted, base.soft_deletes, base.key_types)
 
 
-def _key_column(key: Column, found: bigquery.SchemaField | None) -> Column:
+def _key_column(key: Column, found: Mapping[str, Any] | None) -> Column:
     """A key column with the type its table has (it may be configured, e.g. STRING for N)."""
-    return key if found is None else Column(key.name, column_of(found).type, key.attribute)
+    return key if found is None else Column(key.name, column_of_json(found).type, key.attribute)
 
 
 def column_of(schema_field: bigquery.SchemaField) -> Column:
     """The layout column of a BigQuery schema field (its attribute read from the description)."""
-    kind = str(schema_field.field_type).upper()
+    return column_of_json(schema_field.to_api_repr())
+
+
+def column_of_json(field: Mapping[str, Any]) -> Column:
+    """:func:`column_of` from a schema field as the REST API spells it.
+
+    >>> column_of_json({"name": "tags", "type": "STRING", "mode": "REPEATED"})
+    Column(name='tags', type='ARRAY<STRING>', attribute='tags', mode='NULLABLE')
+    """
+    name = str(field["name"])
+    kind = str(field.get("type", "")).upper()
     kind = _API_TYPES.get(kind, kind)
-    description = schema_field.description or ""
+    description = str(field.get("description") or "")
     attribute = (
         description[len(DESCRIPTION_PREFIX) :]
         if description.startswith(DESCRIPTION_PREFIX)
-        else schema_field.name
+        else name
     )
-    if schema_field.mode == "REPEATED":
-        return Column(schema_field.name, f"ARRAY<{kind}>", attribute=attribute)
-    return Column(
-        schema_field.name, kind, attribute=attribute, mode=schema_field.mode or "NULLABLE"
-    )
+    mode = str(field.get("mode") or "NULLABLE").upper()
+    if mode == "REPEATED":
+        return Column(name, f"ARRAY<{kind}>", attribute=attribute)
+    return Column(name, kind, attribute=attribute, mode=mode)
 
 
 def schema_field(column: Column) -> bigquery.SchemaField:
     """The BigQuery schema field of a layout column; an attribute's column names it."""
+    from google.cloud import bigquery  # noqa: PLC0415 (lazy: the Lambda's light path)
+
     if column.attribute is None:
         return bigquery.SchemaField(column.name, column.field_type, mode=column.field_mode)
     description = DESCRIPTION_PREFIX + column.attribute
@@ -278,6 +330,8 @@ def add_columns(client: bigquery.Client, ref: TableRef, columns: Sequence[Column
     Never drops or re-types a column. Retries when another writer changed the schema meanwhile
     (the update carries the table's etag). Returns the names added.
     """
+    from google.api_core.exceptions import PreconditionFailed  # noqa: PLC0415 (lazy, as above)
+
     for _ in range(_SCHEMA_TRIES):
         table = _get_table(client, ref)
         if table is None:
@@ -291,7 +345,7 @@ def add_columns(client: bigquery.Client, ref: TableRef, columns: Sequence[Column
             client.update_table(table, ["schema"], retry=api_retry())
         except PreconditionFailed:
             continue
-        except API_ERRORS as exc:
+        except api_errors() as exc:
             raise api_error(exc, f"adding columns to {ref}") from exc
         return [c.name for c in missing]
     raise RetryableError(
@@ -330,6 +384,9 @@ def _nullable(column: Column) -> Column:
 def _ensure_dataset(
     client: bigquery.Client, ref: TableRef, location: str, report: InitReport
 ) -> None:
+    from google.api_core.exceptions import NotFound  # noqa: PLC0415 (lazy, as above)
+    from google.cloud import bigquery  # noqa: PLC0415
+
     dataset = bigquery.Dataset(ref.dataset_id)
     dataset.location = location
     try:
@@ -347,6 +404,8 @@ def _ensure_dataset(
 
 
 def _create_changelog(client: bigquery.Client, ref: TableRef, layout: TableLayout) -> None:
+    from google.cloud import bigquery  # noqa: PLC0415 (lazy, as above)
+
     table = bigquery.Table(ref.api, schema=[schema_field(c) for c in layout.changelog_columns()])
     table.time_partitioning = bigquery.TimePartitioning(field="changed_at")
     table.clustering_fields = clustering_columns(layout) or None
@@ -380,6 +439,8 @@ def _ensure_mirror(
 
 
 def _create_merge_mirror(client: bigquery.Client, ref: TableRef, layout: TableLayout) -> None:
+    from google.cloud import bigquery  # noqa: PLC0415 (lazy, as above)
+
     table = bigquery.Table(ref.api, schema=[schema_field(c) for c in layout.mirror_columns()])
     table.clustering_fields = clustering_columns(layout) or None
     table.description = "ddb2bq mirror: one row per item, kept by `ddb2bq merge`."
@@ -387,6 +448,8 @@ def _create_merge_mirror(client: bigquery.Client, ref: TableRef, layout: TableLa
 
 
 def _get_table(client: bigquery.Client, ref: TableRef) -> bigquery.Table | None:
+    from google.api_core.exceptions import NotFound  # noqa: PLC0415 (lazy, as above)
+
     try:
         table: bigquery.Table = _call(lambda: client.get_table(ref.api, retry=api_retry()), ref)
     except NotFound:
@@ -396,9 +459,11 @@ def _get_table(client: bigquery.Client, ref: TableRef) -> bigquery.Table | None:
 
 def _call(call: Any, ref: TableRef) -> Any:
     """Run a client call; NotFound passes through, other failures become ddb2bq errors."""
+    from google.api_core.exceptions import NotFound  # noqa: PLC0415 (lazy, as above)
+
     try:
         return call()
     except NotFound:
         raise
-    except API_ERRORS as exc:
+    except api_errors() as exc:
         raise api_error(exc, str(ref)) from exc

@@ -1,0 +1,297 @@
+"""The light REST client over real sockets: keep-alive connections (and the one a server closed
+while idle), gzip answers, refused and silent servers; then on the emulator, the same layout,
+the same row errors and the same fault handling as the full client."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from google.api_core.retry import Retry
+from google.cloud import bigquery
+
+from ddb2bq.aws_lambda import Handler, StreamEvent
+from ddb2bq.config import Config, load_config
+from ddb2bq.exceptions import ConfigError
+from ddb2bq.local import Server
+from ddb2bq.schema import Column
+from ddb2bq.sinks.insert_all import InsertAllWriter
+from ddb2bq.sinks.rest import Connections, RestClient
+from ddb2bq.sinks.retry import RetryPolicy, classify
+from ddb2bq.sinks.tables import TableRefs, init_tables, initial_layout, load_layout
+from tests.integration.fault_proxy import HttpFaultProxy
+from tests.sink_data import changes, layout, rows_of
+
+POLICY = RetryPolicy(max_attempts=8, initial=0.05, maximum=0.5, deadline=20.0, random=lambda: 1.0)
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+# --- a scripted HTTP/1.1 server ---------------------------------------------------------------
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive unless told otherwise
+
+    def do_GET(self) -> None:
+        body = json.dumps({"path": self.path}).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.path == "/slow":
+            time.sleep(1.0)
+        if self.path == "/gzip":
+            body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+        self.send_response(200)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        # "/idle-close": the server drops the connection after answering, without saying so
+        self.close_connection = self.path == "/idle-close"
+
+    def setup(self) -> None:
+        super().setup()
+        cast(ScriptedServer, self.server).connections += 1
+
+    def finish(self) -> None:
+        super().finish()
+        cast(ScriptedServer, self.server).finished.set()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class ScriptedServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.connections = 0
+        self.finished = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (the timeout test) breaks the pipe: expected
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    scripted = ScriptedServer()
+    thread = threading.Thread(target=scripted.serve_forever, daemon=True)
+    thread.start()
+    yield scripted
+    scripted.shutdown()
+    scripted.server_close()
+    thread.join(timeout=5)
+
+
+def get(connections: Connections, url: str, timeout: float = 5.0) -> Any:
+    answer = connections.send("GET", url, None, {}, timeout)
+    assert answer.status == 200
+    return json.loads(answer.data)
+
+
+def test_requests_share_one_keep_alive_connection(server: ScriptedServer) -> None:
+    connections = Connections()
+    paths = [get(connections, f"{server.url}/n{i}")["path"] for i in range(3)]
+    connections.close()
+    assert (paths, server.connections) == (["/n0", "/n1", "/n2"], 1)
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed(
+    server: ScriptedServer,
+) -> None:
+    # GIVEN a connection the server closed after its answer, without a Connection: close
+    connections = Connections()
+    assert get(connections, f"{server.url}/idle-close") == {"path": "/idle-close"}
+    assert server.finished.wait(5)
+    # WHEN the next request goes to the same server  THEN it is sent on a new connection
+    assert get(connections, f"{server.url}/next") == {"path": "/next"}
+    connections.close()
+    assert server.connections == 2
+
+
+def test_a_gzip_answer_is_decompressed(server: ScriptedServer) -> None:
+    assert get(Connections(), f"{server.url}/gzip") == {"path": "/gzip"}
+
+
+def test_a_refused_connection_is_a_retryable_connection_error() -> None:
+    with socket.socket() as placeholder:  # a port nothing listens on
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    with pytest.raises(ConnectionError) as caught:
+        Connections().send("GET", f"http://127.0.0.1:{port}/x", None, {}, 5.0)
+    assert f"GET http://127.0.0.1:{port}/x" in str(caught.value)
+    assert classify(caught.value)
+
+
+def test_a_server_that_does_not_answer_in_time_is_a_retryable_timeout(
+    server: ScriptedServer,
+) -> None:
+    connections = Connections()
+    with pytest.raises(TimeoutError, match=r"no answer within 0.2 s") as caught:
+        connections.send("GET", f"{server.url}/slow", None, {}, 0.2)
+    assert classify(caught.value)
+    # ... and the connection is usable again afterwards (a fresh one)
+    assert get(connections, f"{server.url}/after") == {"path": "/after"}
+
+
+# --- on the emulator --------------------------------------------------------------------------
+
+
+def light(endpoint: str, project: str) -> RestClient:
+    return RestClient(project, endpoint=endpoint, timeout=30)
+
+
+def replication(
+    bigquery_server: Server, bq_client: bigquery.Client, dataset: bigquery.Dataset, **env: str
+) -> Config:
+    environ = {
+        "DDB2BQ_SOURCE_TABLE": "orders",
+        "DDB2BQ_TARGET_PROJECT": bq_client.project,
+        "DDB2BQ_TARGET_DATASET": dataset.dataset_id,
+        "DDB2BQ_TARGET_ENDPOINT": bigquery_server.endpoint,
+        "DDB2BQ_TARGET_GRPC_ENDPOINT": bigquery_server.grpc_endpoint,
+        "DDB2BQ_TARGET_WRITER": "insert_all",
+        **env,
+    }
+    return load_config(environ=environ)
+
+
+def test_both_clients_read_the_same_layout_from_the_same_changelog(
+    bigquery_server: Server, bq_client: bigquery.Client, dataset: bigquery.Dataset
+) -> None:
+    # GIVEN a changelog with keys of both kinds, soft deletes and hostile promoted names
+    types = {
+        "Status": "STRING",
+        "status": "INT64",
+        "first name": "NUMERIC",
+        "blob": "BYTES",
+    }
+    config = replication(
+        bigquery_server,
+        bq_client,
+        dataset,
+        DDB2BQ_TARGET_DELETES="soft",
+        DDB2BQ_COLUMNS_PROMOTE=",".join(types),
+        DDB2BQ_COLUMNS_TYPES=json.dumps(types),
+    )
+    init_tables(bq_client, config, initial_layout(config, [("pk", "S"), ("sk", "B")]))
+    refs = TableRefs.from_config(config)
+    # WHEN each client reads it  THEN the layouts are equal, promoted columns and all
+    from_full = load_layout(bq_client, refs, soft=True)
+    from_light = load_layout(light(bigquery_server.endpoint, bq_client.project), refs, soft=True)
+    assert from_light == from_full
+    assert {c.attribute for c in from_light.promoted} == set(types)
+    assert [c.type for c in from_light.keys] == ["STRING", "BYTES"]
+
+
+def test_a_missing_changelog_is_the_same_config_error_for_both_clients(
+    bigquery_server: Server, bq_client: bigquery.Client, dataset: bigquery.Dataset
+) -> None:
+    refs = TableRefs.from_config(replication(bigquery_server, bq_client, dataset))
+    for client in (bq_client, light(bigquery_server.endpoint, bq_client.project)):
+        with pytest.raises(ConfigError, match="does not exist; run `ddb2bq init`"):
+            load_layout(client, refs)
+
+
+@pytest.fixture
+def changelog(
+    bq_client: bigquery.Client, dataset: bigquery.Dataset, bq_retry: Retry
+) -> tuple[bigquery.Table, list[Column]]:
+    columns = layout().changelog_columns()
+    schema = [bigquery.SchemaField(c.name, c.field_type, mode=c.field_mode) for c in columns]
+    table = bq_client.create_table(
+        bigquery.Table(dataset.table("orders_changes"), schema=schema), retry=bq_retry, timeout=30
+    )
+    return table, columns
+
+
+def test_a_refused_row_gets_the_insert_errors_the_full_client_gets(
+    bigquery_server: Server,
+    bq_client: bigquery.Client,
+    changelog: tuple[bigquery.Table, list[Column]],
+) -> None:
+    # GIVEN a good row and a row whose total is not a number
+    table, _ = changelog
+    good, bad = (dict(r.changelog) for r in rows_of(changes(2)))
+    bad["total"] = "not a number"
+    rows = [{k: v for k, v in r.items() if v is not None} for r in (good, bad)]
+    ref = f"{table.project}.{table.dataset_id}.{table.table_id}"
+    # WHEN each client sends them (all or nothing)
+    options: dict[str, Any] = {"row_ids": [None, None], "skip_invalid_rows": False}
+    full = bq_client.insert_rows_json(ref, rows, retry=None, **options)
+    lighter = light(bigquery_server.endpoint, table.project).insert_rows_json(ref, rows, **options)
+    # THEN both get the same answer: the bad row invalid at its column, the good one stopped
+    assert lighter == full
+    assert [(e["index"], e["errors"][0]["reason"]) for e in lighter] == [
+        (0, "stopped"),
+        (1, "invalid"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "faults", [["503"], ["reset"], ["503", "reset", "429"], ["reset_after"]], ids="-".join
+)
+def test_the_writer_over_the_light_client_rides_out_faults_and_lands_exactly(
+    faults: list[str],
+    bq_client: bigquery.Client,
+    bq_retry: Retry,
+    bigquery_server: Server,
+    changelog: tuple[bigquery.Table, list[Column]],
+) -> None:
+    table, columns = changelog
+    with HttpFaultProxy(bigquery_server.endpoint, faults) as proxy:
+        client = light(proxy.url, table.project)
+        writer = InsertAllWriter(client, table.reference, columns, retry_policy=POLICY, timeout=10)
+        result = writer.write(rows_of(changes(5)))
+    assert (result.written, result.failures, result.retries) == (5, (), len(faults))
+    sql = f"SELECT event_id FROM `{table.project}.{table.dataset_id}.{table.table_id}` ORDER BY 1"
+    rows = bq_client.query(sql, retry=bq_retry, job_retry=bq_retry).result(timeout=30)
+    assert [r["event_id"] for r in rows] == [f"evt-{n:04d}-insert" for n in range(1, 6)]
+
+
+def test_a_new_promoted_attribute_on_the_light_path_adds_its_column_with_the_full_client(
+    bigquery_server: Server,
+    bq_client: bigquery.Client,
+    dataset: bigquery.Dataset,
+    bq_retry: Retry,
+    tmp_path: Path,
+) -> None:
+    # GIVEN the Lambda on insert_all with Message promoted, its column not made yet
+    config = replication(
+        bigquery_server,
+        bq_client,
+        dataset,
+        DDB2BQ_SOURCE_TABLE="ExampleTableWithStream",
+        DDB2BQ_COLUMNS_PROMOTE="Message",
+        DDB2BQ_DEAD_LETTERS_PATH=str(tmp_path / "dead-letters"),
+    )
+    init_tables(bq_client, config, initial_layout(config, [("Id", "N")]))
+    handler = Handler(config, metrics_stream=io.StringIO())
+    event = json.loads((FIXTURES / "aws_sample_event.json").read_text())
+    # WHEN the sample event (whose items carry a Message) is handled
+    assert handler(cast(StreamEvent, event)) == {"batchItemFailures": []}
+    # THEN the column was added, and the rows carry it
+    refs = TableRefs.from_config(config)
+    schema = bq_client.get_table(refs.changes.api, retry=bq_retry).schema
+    assert [f.name for f in schema][-1] == "Message"
+    sql = f"SELECT Id, Message FROM {refs.changes.sql} ORDER BY seq"
+    rows = bq_client.query(sql, retry=bq_retry, job_retry=bq_retry).result(timeout=30)
+    assert [(r["Id"], r["Message"]) for r in rows] == [
+        (Decimal(101), "New item!"),
+        (Decimal(101), "This item has changed"),
+        (Decimal(101), None),
+    ]
