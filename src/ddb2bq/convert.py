@@ -37,7 +37,7 @@ from ddb2bq.exceptions import ConversionError
 from ddb2bq.records import AttributeValue, Item
 
 JsonValue = Any
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SAFE_INTEGER = 2**53
 _SIMPLE_MAX = 64  # longest number text taken by the fast paths (values within 1E-63..1E+64)
 # At most 15 digits and not an integer: its float is exact (see _simple_number_json).
@@ -94,6 +94,8 @@ def number_json(text: str) -> int | float | str:
 
 
 def _number_json(text: str) -> int | float | str:
+    if type(text) is not str or not text.isascii():
+        raise _BadValueError(f"{_short(text)} is not a DynamoDB number")
     if len(text) < 16 and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
         return int(text)
     if type(text) is str and len(text) <= _SIMPLE_MAX and text.isascii():
@@ -236,6 +238,13 @@ def column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflic
     >>> column_value({"N": "1.50"}, "NUMERIC"), column_value({"S": "x"}, "INT64")
     ('1.5', Conflict('a S value does not fit a INT64 column'))
     """
+    try:
+        return _column_value(value, column_type)
+    except _BadValueError as exc:
+        raise ConversionError(exc.message, path=exc.path) from None
+
+
+def _column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflict:
     tag = _tag(value)
     if tag == "NULL":
         return None
@@ -246,7 +255,7 @@ def column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflic
         element_tag = _SET_ELEMENT.get(tag)
         if element_tag is None:
             return Conflict(f"a {tag} value does not fit a {column_type} column")
-        results = [column_value({element_tag: v}, element) for v in _sorted_set(tag, value[tag])]
+        results = [_column_value({element_tag: v}, element) for v in _sorted_set(tag, value[tag])]
         return next((r for r in results if isinstance(r, Conflict)), results)
     return _scalar_column_value(tag, value[tag], column_type)
 
@@ -294,7 +303,7 @@ def _scalar_column_value(tag: str, raw: Any, column_type: str) -> JsonValue | Co
                 if column_type == "STRING" or widen(kind, column_type) == column_type:
                     return text
                 return Conflict(f"{raw} does not fit a {column_type} column")
-        number = parse_number(raw)
+        number = _parse_number(raw)
         if column_type == "STRING" or widen(number_kind(number), column_type) == column_type:
             return decimal_text(number)
         return Conflict(f"{raw} does not fit a {column_type} column")
@@ -459,7 +468,7 @@ def _plain_members(members: Mapping[str, Any]) -> dict[str, JsonValue]:
                         continue
                 elif tag == "N":
                     if type(raw) is str:
-                        if len(raw) < 16 and raw.isdigit():
+                        if len(raw) < 16 and raw.isascii() and raw.isdigit():
                             out[name] = int(raw)
                         elif len(raw) <= 16 and _short_fraction(raw) is not None:
                             out[name] = float(raw)
@@ -499,7 +508,7 @@ def _plain_list(members: list[Any]) -> list[JsonValue]:
                         continue
                 elif tag == "N":
                     if type(raw) is str:
-                        if len(raw) < 16 and raw.isdigit():
+                        if len(raw) < 16 and raw.isascii() and raw.isdigit():
                             out.append(int(raw))
                         elif len(raw) <= 16 and _short_fraction(raw) is not None:
                             out.append(float(raw))
