@@ -82,7 +82,7 @@ class FakeSecretsManager:
         self.error_code = error_code
         self.calls: list[str] = []
 
-    def get_secret_value(self, *, SecretId: str) -> dict[str, Any]:  # noqa: N803
+    def get_secret_value(self, *, SecretId: str) -> dict[str, Any]:
         self.calls.append(SecretId)
         if self.error_code is not None:
             error = {"Error": {"Code": self.error_code, "Message": "denied"}}

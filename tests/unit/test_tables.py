@@ -37,7 +37,7 @@ class FakeDynamoDB:
         class ResourceNotFoundException(Exception):  # noqa: N818 (boto3's name)
             pass
 
-    def describe_table(self, *, TableName: str) -> dict[str, Any]:  # noqa: N803
+    def describe_table(self, *, TableName: str) -> dict[str, Any]:
         if TableName != "orders":
             raise self.exceptions.ResourceNotFoundException(TableName)
         return {
