@@ -45,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ddb2bq", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ddb2bq",
+        description="Replicate Amazon DynamoDB tables into Google BigQuery, continuously and without loss.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     convert = commands.add_parser(
         "convert",
