@@ -15,24 +15,14 @@ from google.cloud import bigquery
 
 from ddb2bq.cli import main
 from ddb2bq.sinks.sql import TableRef
+from tests.integration.dynamodb_support import create_source_table
 
 
 @pytest.fixture
 def source_table(dynamodb: Any) -> str:
     """A DynamoDB table keyed by customer (S) and order (N), with a stream."""
     name = f"orders_{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "customer", "KeyType": "HASH"},
-            {"AttributeName": "order", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "order", "AttributeType": "N"},
-            {"AttributeName": "customer", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_source_table(dynamodb, name, [("customer", "S"), ("order", "N")], stream=False)
     return name
 
 

@@ -14,6 +14,7 @@ from google.cloud import bigquery
 from ddb2bq.rows import RowBuilder
 from ddb2bq.schema import Column, build_layout
 from ddb2bq.streams import read_stream
+from tests.integration.dynamodb_support import create_source_table
 from tests.strategies import from_event_json
 
 EXTREME_NUMBERS = [
@@ -72,7 +73,8 @@ def test_items_of_every_type_reach_bigquery_exactly(
 ) -> None:
     # GIVEN a moto table with a NEW_AND_OLD_IMAGES stream holding items of every type
     table_name = f"every_type_{int(time.time() * 1000)}"
-    stream_arn = create_table(dynamodb, table_name)
+    stream_arn = create_source_table(dynamodb, table_name)
+    assert stream_arn is not None
     for item in ITEMS:
         dynamodb.put_item(TableName=table_name, Item=item)
 
@@ -99,23 +101,6 @@ def test_items_of_every_type_reach_bigquery_exactly(
         assert from_event_json(as_json(row["new_image"])) == item, "changelog image is the item"
         assert_item_json(item, as_json(row["item"]))
         assert_promoted(item, row)
-
-
-def create_table(dynamodb: Any, name: str) -> str:
-    response = dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    return str(response["TableDescription"]["LatestStreamArn"])
 
 
 def create_bq_table(

@@ -34,6 +34,7 @@ from tests.integration.aws_lambda.conftest import (
     mirror_rows,
     replication_environ,
 )
+from tests.integration.dynamodb_support import create_source_table
 from tests.integration.fault_proxy import HttpFaultProxy
 from tests.strategies import to_event_json
 
@@ -108,20 +109,9 @@ def start_host(
 
 def create_table(dynamodb: Any) -> tuple[str, str]:
     name = f"orders-{uuid.uuid4().hex[:8]}"
-    created = dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    return name, created["TableDescription"]["LatestStreamArn"]
+    stream_arn = create_source_table(dynamodb, name)
+    assert stream_arn is not None
+    return name, stream_arn
 
 
 def item(number: int) -> dict[str, Any]:
