@@ -112,7 +112,7 @@ def code_key_for(base_key: str, zip_bytes: bytes) -> str:
     """``base_key`` with the zip's SHA-256 before the suffix.
 
     >>> code_key_for("ddb2bq/ddb2bq-lambda.zip", b"PK")[:32]
-    'ddb2bq/ddb2bq-lambda-9f5e8a42e7'
+    'ddb2bq/ddb2bq-lambda-fcab7fcc2b4'
     """
     digest = hashlib.sha256(zip_bytes).hexdigest()[:16]
     path = PurePosixPath(base_key)

@@ -61,11 +61,12 @@ class InsertAllWriter:
     table's columns: a row holding another column fails instead of being cut silently.
     ``row_of`` picks the row of each change to send (default: its changelog row).
 
-    >>> writer = InsertAllWriter(client, "my-project.dynamodb.orders_changes",
-    ...                          layout.changelog_columns())
-    >>> result = writer.write(RowBuilder(layout).build_all(changes))
-    >>> [f.reason for f in result.failures]
-    []
+    Example (with a client, a layout and changes)::
+
+        writer = InsertAllWriter(client, "my-project.dynamodb.orders_changes",
+                                 layout.changelog_columns())
+        result = writer.write(RowBuilder(layout).build_all(changes))
+        [f.reason for f in result.failures]  # []
     """
 
     def __init__(

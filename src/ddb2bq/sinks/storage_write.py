@@ -247,10 +247,11 @@ class StorageWriteWriter:
     writes each change's changelog row; with ``cdc`` the mirror rows of CDC (``keys`` names the
     key columns a DELETE carries).
 
-    >>> writer = StorageWriteWriter(write_client, "projects/p/datasets/d/tables/orders_changes",
-    ...                             layout.changelog_columns())
-    >>> writer.write(RowBuilder(layout).build_all(changes)).ok
-    True
+    Example (with a write client, a layout and changes)::
+
+        writer = StorageWriteWriter(write_client, "projects/p/datasets/d/tables/orders_changes",
+                                    layout.changelog_columns())
+        writer.write(RowBuilder(layout).build_all(changes)).ok  # True
     """
 
     def __init__(

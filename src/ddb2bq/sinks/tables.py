@@ -251,9 +251,11 @@ def init_tables(client: bigquery.Client, config: Config, layout: TableLayout) ->
     """Create the dataset, the changelog and the mirror of ``config`` when missing; add missing
     columns; re-create the view. Safe to run again at any time.
 
-    >>> report = init_tables(client, config, initial_layout(config, key_schema))  # doctest: +SKIP
-    >>> report.actions
-    ['created dataset p.d', 'created changelog p.d.orders_changes', 'created view p.d.orders']
+    Example (with a client and a configuration)::
+
+        report = init_tables(client, config, initial_layout(config, key_schema))
+        report.actions
+        # ['created dataset p.d', 'created changelog p.d.orders_changes', 'created view p.d.orders']
     """
     refs = TableRefs.from_config(config, client.project)
     report = InitReport(layout)
