@@ -243,3 +243,15 @@ def _assert_same(source: dict[str, Any], converted: Any) -> None:
             _assert_same(member, out)
     else:  # pragma: no cover
         raise AssertionError(tag)
+
+
+def test_nesting_as_deep_as_dynamodb_allows_converts() -> None:
+    # GIVEN a value nested 32 levels deep (DynamoDB's limit), maps and lists alternating
+    value: dict[str, Any] = {"N": "1E-130"}
+    for depth in range(32):
+        value = {"M": {"x": value}} if depth % 2 else {"L": [value]}
+    # WHEN converted  THEN the innermost number arrives exact, at the same depth
+    result = plain(value)
+    for depth in reversed(range(32)):
+        result = result["x"] if depth % 2 else result[0]
+    assert result == 1e-130
