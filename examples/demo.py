@@ -35,6 +35,7 @@ from ddb2bq.config import load_config
 from ddb2bq.convert import plain_item
 from ddb2bq.local import REGION, local_servers
 from ddb2bq.observability import configure_logging
+from ddb2bq.records import encode_binary
 from ddb2bq.streams import lambda_events, read_records
 
 PROJECT = "demo-project"
@@ -201,7 +202,7 @@ def _short(value: Any, width: int) -> str:
 def verify(dynamodb: Any, mirror: list[dict[str, Any]], changes: list[dict[str, Any]]) -> int:
     """The mirror equals the table; every changelog image is the item, to the last digit."""
     table = dynamodb.scan(TableName=TABLE)["Items"]
-    expected = {item["pk"]["S"]: plain_item(_event_json(item)) for item in table}
+    expected = {item["pk"]["S"]: plain_item(encode_binary(item)) for item in table}
     actual = {row["pk"]: _json(row["item"]) for row in mirror}
     images_exact = all(
         _binary_back(_json(row["new_image"])) == source
@@ -232,14 +233,6 @@ def verify(dynamodb: Any, mirror: list[dict[str, Any]], changes: list[dict[str, 
 def _json(value: Any) -> Any:
     """JSON columns come back parsed from the query API; accept JSON text too."""
     return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
-def _event_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _event_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_event_json(v) for v in value]
-    return base64.b64encode(value).decode() if isinstance(value, bytes) else value
 
 
 def _binary_back(value: Any, tag: str = "") -> Any:

@@ -138,7 +138,7 @@ def from_get_records_record(
     JSON (epoch seconds or ISO 8601 text, base64 text)."""
     if not isinstance(record, Mapping):
         raise RecordError("the record is not an object", record=f"record {index}")
-    normal = {**record, "dynamodb": _encode_binary(record.get("dynamodb"))}
+    normal = {**record, "dynamodb": encode_binary(record.get("dynamodb"))}
     change = _stream_record(normal, generation, index, _datetime_to_us)
     return dataclasses.replace(change, shard_id=shard_id, record=record)
 
@@ -224,7 +224,7 @@ def from_scan_item(
 ) -> Change:
     """Parse one item of a Scan page (boto3 client ``bytes`` or JSON base64) as a snapshot change."""
     where = f"item {index}"
-    image = _encode_binary(_require_item(item, where, "item"))
+    image = encode_binary(_require_item(item, where, "item"))
     keys = {}
     for name in key_names:
         if name not in image:
@@ -417,12 +417,16 @@ def _datetime_to_us(value: Any, where: str, field: str) -> int:
     return (aware - _EPOCH) // timedelta(microseconds=1)
 
 
-def _encode_binary(value: Any) -> Any:
-    """Turn ``bytes`` inside boto3 attribute values into base64 text, as in event JSON."""
+def encode_binary(value: Any) -> Any:
+    """Turn ``bytes`` inside boto3 attribute values into base64 text, as in event JSON.
+
+    >>> encode_binary({"pk": {"B": b"\\x00\\x01"}, "n": {"N": "1"}})
+    {'pk': {'B': 'AAE='}, 'n': {'N': '1'}}
+    """
     if isinstance(value, dict):
-        return {k: _encode_binary(v) for k, v in value.items()}
+        return {k: encode_binary(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_encode_binary(v) for v in value]
+        return [encode_binary(v) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     return value

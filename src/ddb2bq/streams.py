@@ -16,12 +16,11 @@ Example::
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ddb2bq.records import Change, from_get_records
+from ddb2bq.records import Change, encode_binary, from_get_records
 
 
 def read_stream(
@@ -114,7 +113,7 @@ def lambda_record(record: Mapping[str, Any], stream_arn: str, region: str) -> di
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
         "awsRegion": region,
-        "dynamodb": _event_json(body),
+        "dynamodb": encode_binary(body),
         "eventSourceARN": stream_arn,
         **({"userIdentity": record["userIdentity"]} if "userIdentity" in record else {}),
     }
@@ -133,13 +132,3 @@ def lambda_events(
             batch = []
     if batch:
         yield {"Records": batch}
-
-
-def _event_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _event_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_event_json(v) for v in value]
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode("ascii")
-    return value

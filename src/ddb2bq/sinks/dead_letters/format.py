@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import orjson
 
 from ddb2bq.exceptions import RecordError
+from ddb2bq.rows import timestamp_text
 from ddb2bq.sinks.base import DeadLetter
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -61,7 +62,7 @@ def encode_letter(letter: DeadLetter) -> bytes:
         {
             "table": letter.table,
             "error": letter.error,
-            "failed_at": _timestamp(letter.failed_at_us),
+            "failed_at": timestamp_text(letter.failed_at_us),
             "failed_at_us": letter.failed_at_us,
             "source": letter.source,
             "event_id": letter.event_id,
@@ -88,10 +89,6 @@ def decode_letter(text: str | bytes, where: str = "") -> DeadLetter:
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"not a dead letter: {exc}", record=where) from exc
-
-
-def _timestamp(micros: int) -> str:
-    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def day(micros: int) -> str:
