@@ -16,6 +16,9 @@ Function scope (fresh per test):
                                 job_retry=bq_retry).result(retry=bq_retry, timeout=30)``
     local_env                   the DDB2BQ_* and AWS_* variables for these servers, also set in
                                 os.environ for the test's duration
+    changelog                   a changelog table of tests.sink_data's layout, and its columns
+    bq_client_through           makes a BigQuery client that goes through an HTTP fault proxy
+    write_client_through        makes a Storage Write client that goes through a TCP fault proxy
 
 Every test under tests/integration is marked ``integration``: ``pytest -m "not integration"``
 runs the unit tests alone.
@@ -24,7 +27,7 @@ runs the unit tests alone.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,9 @@ from ddb2bq.local import (
     start_bigquery,
     start_moto,
 )
+from ddb2bq.schema import Column
+from tests.integration.fault_proxy import HttpFaultProxy, TcpFaultProxy
+from tests.sink_data import layout
 
 HERE = Path(__file__).parent
 BQ_PROJECT = "ddb2bq-test"
@@ -137,3 +143,57 @@ def local_env(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     return environment
+
+
+# --- through a fault proxy (tests/integration/fault_proxy.py) and a changelog to write to ------
+
+FAST_RECONNECT = [  # a cut gRPC connection is re-made in 0.1 s, not gRPC's default 1 s and up
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 300),
+]
+
+
+@pytest.fixture
+def changelog(
+    bq_client: bigquery.Client, dataset: bigquery.Dataset, bq_retry: Retry
+) -> tuple[bigquery.Table, list[Column]]:
+    """A changelog table of tests.sink_data's layout, and its columns."""
+    columns = layout().changelog_columns()
+    schema = [bigquery.SchemaField(c.name, c.field_type, mode=c.field_mode) for c in columns]
+    table = bq_client.create_table(
+        bigquery.Table(dataset.table("orders_changes"), schema=schema), retry=bq_retry, timeout=30
+    )
+    return table, columns
+
+
+@pytest.fixture
+def bq_client_through(bq_project: str) -> Callable[[HttpFaultProxy], bigquery.Client]:
+    """Makes a BigQuery client whose REST requests go through an HTTP fault proxy."""
+
+    def build(proxy: HttpFaultProxy) -> bigquery.Client:
+        return bigquery.Client(
+            project=bq_project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=proxy.url),
+        )
+
+    return build
+
+
+@pytest.fixture
+def write_client_through() -> Iterator[Callable[[TcpFaultProxy], Any]]:
+    """Makes a Storage Write client whose gRPC channel goes through a TCP fault proxy and
+    reconnects quickly after a cut; the channels are closed after the test."""
+    channels: list[grpc.Channel] = []
+
+    def build(proxy: TcpFaultProxy) -> bigquery_storage_v1.BigQueryWriteClient:
+        channel = grpc.insecure_channel(proxy.endpoint, options=FAST_RECONNECT)
+        channels.append(channel)
+        return bigquery_storage_v1.BigQueryWriteClient(
+            transport=BigQueryWriteGrpcTransport(channel=channel)
+        )
+
+    yield build
+    for channel in channels:
+        channel.close()

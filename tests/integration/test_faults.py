@@ -5,18 +5,12 @@ where insert ids can prevent it)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
-import grpc
 import pytest
-from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import bigquery, bigquery_storage_v1
-from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
-    BigQueryWriteGrpcTransport,
-)
+from google.cloud import bigquery
 
 from ddb2bq.local import Server
 from ddb2bq.schema import Column
@@ -24,36 +18,11 @@ from ddb2bq.sinks.insert_all import InsertAllWriter
 from ddb2bq.sinks.retry import RetryPolicy
 from ddb2bq.sinks.storage_write import StorageWriteWriter
 from tests.integration.fault_proxy import HttpFaultProxy, TcpFaultProxy
-from tests.sink_data import changes, layout, rows_of
+from tests.sink_data import changes, rows_of
 
 # No jitter (random=1.0), so that the waits surely outlast gRPC's reconnect backoff below: a
 # call made while the channel waits to reconnect fails at once with UNAVAILABLE.
 POLICY = RetryPolicy(max_attempts=8, initial=0.05, maximum=0.5, deadline=20.0, random=lambda: 1.0)
-FAST_RECONNECT = [  # a cut gRPC connection is re-made in 0.1 s, not gRPC's default 1 s and up
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 300),
-]
-
-
-@pytest.fixture
-def changelog(
-    bq_client: bigquery.Client, dataset: bigquery.Dataset, bq_retry: Retry
-) -> tuple[bigquery.Table, list[Column]]:
-    columns = layout().changelog_columns()
-    schema = [bigquery.SchemaField(c.name, c.field_type, mode=c.field_mode) for c in columns]
-    table = bq_client.create_table(
-        bigquery.Table(dataset.table("orders_changes"), schema=schema), retry=bq_retry, timeout=30
-    )
-    return table, columns
-
-
-def client_through(proxy: HttpFaultProxy, project: str) -> bigquery.Client:
-    return bigquery.Client(
-        project=project,
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        client_options=ClientOptions(api_endpoint=proxy.url),
-    )
 
 
 def event_ids(client: bigquery.Client, table: bigquery.Table, retry: Retry) -> list[str]:
@@ -74,14 +43,14 @@ def test_insert_all_retries_through_transient_faults_and_lands_exactly(
     faults: list[str],
     bigquery_server: Server,
     bq_client: bigquery.Client,
-    bq_project: str,
+    bq_client_through: Callable[[HttpFaultProxy], bigquery.Client],
     changelog: tuple[bigquery.Table, list[Column]],
     bq_retry: Retry,
 ) -> None:
     table, columns = changelog
     with HttpFaultProxy(bigquery_server.endpoint, faults) as proxy:
         writer = InsertAllWriter(
-            client_through(proxy, bq_project), table.reference, columns,
+            bq_client_through(proxy), table.reference, columns,
             retry_policy=POLICY, timeout=10,
         )  # fmt: skip
         result = writer.write(rows_of(changes(5)))
@@ -93,7 +62,7 @@ def test_insert_all_retries_through_transient_faults_and_lands_exactly(
 def test_insert_ids_absorb_a_write_whose_answer_was_lost(
     bigquery_server: Server,
     bq_client: bigquery.Client,
-    bq_project: str,
+    bq_client_through: Callable[[HttpFaultProxy], bigquery.Client],
     changelog: tuple[bigquery.Table, list[Column]],
     bq_retry: Retry,
 ) -> None:
@@ -101,7 +70,7 @@ def test_insert_ids_absorb_a_write_whose_answer_was_lost(
     table, columns = changelog
     with HttpFaultProxy(bigquery_server.endpoint, ["reset_after"]) as proxy:
         writer = InsertAllWriter(
-            client_through(proxy, bq_project), table.reference, columns, retry_policy=POLICY
+            bq_client_through(proxy), table.reference, columns, retry_policy=POLICY
         )
         # WHEN the batch is written (and so sent twice)
         result = writer.write(rows_of(changes(5)))
@@ -113,7 +82,7 @@ def test_insert_ids_absorb_a_write_whose_answer_was_lost(
 def test_insert_all_reports_a_lasting_outage_as_retryable_within_its_bounds(
     bigquery_server: Server,
     bq_client: bigquery.Client,
-    bq_project: str,
+    bq_client_through: Callable[[HttpFaultProxy], bigquery.Client],
     changelog: tuple[bigquery.Table, list[Column]],
     bq_retry: Retry,
 ) -> None:
@@ -121,7 +90,7 @@ def test_insert_all_reports_a_lasting_outage_as_retryable_within_its_bounds(
     policy = RetryPolicy(max_attempts=4, initial=0.05, maximum=0.1, deadline=5.0)
     with HttpFaultProxy(bigquery_server.endpoint, ["503"] * 10) as proxy:
         writer = InsertAllWriter(
-            client_through(proxy, bq_project), table.reference, columns, retry_policy=policy
+            bq_client_through(proxy), table.reference, columns, retry_policy=policy
         )
         started = time.monotonic()
         result = writer.write(rows_of(changes(5)))
@@ -130,22 +99,6 @@ def test_insert_all_reports_a_lasting_outage_as_retryable_within_its_bounds(
     assert (result.written, result.requests, proxy.seen) == (0, 4, 4)
     assert elapsed < 5.0  # our bounds, not the client library's 600 s
     assert event_ids(bq_client, table, bq_retry) == []
-
-
-@pytest.fixture
-def write_client_through() -> Iterator[Any]:
-    channels: list[grpc.Channel] = []
-
-    def build(proxy: TcpFaultProxy) -> bigquery_storage_v1.BigQueryWriteClient:
-        channel = grpc.insecure_channel(proxy.endpoint, options=FAST_RECONNECT)
-        channels.append(channel)
-        return bigquery_storage_v1.BigQueryWriteClient(
-            transport=BigQueryWriteGrpcTransport(channel=channel)
-        )
-
-    yield build
-    for channel in channels:
-        channel.close()
 
 
 @pytest.mark.parametrize("cuts", [1, 3])

@@ -5,18 +5,12 @@ ends exact in view and merge mode: no item lost, none doubled, whatever the chan
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import grpc
 import pytest
-from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import bigquery, bigquery_storage_v1
-from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
-    BigQueryWriteGrpcTransport,
-)
+from google.cloud import bigquery
 
 from ddb2bq.local import Server
 from ddb2bq.schema import TableLayout
@@ -33,21 +27,8 @@ from tests.integration.test_mirror import FIRST, SECOND, expected, state
 # Few attempts, so that some faults outlast the writer's own retries and reach the caller,
 # which then re-sends from the first change reported, as Lambda does.
 POLICY = RetryPolicy(max_attempts=2, initial=0.05, maximum=0.2, deadline=5.0, random=lambda: 1.0)
-FAST_RECONNECT = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 300),
-]
 HTTP_FAULTS = ["503", "503", "reset_after", "429", "429", "reset", "503", "reset_after"]
 TCP_FAULTS = ["reset", "reset", "reset"]  # a gRPC channel keeps the connection that got through
-
-
-@pytest.fixture
-def grpc_channels() -> Iterator[list[grpc.Channel]]:
-    channels: list[grpc.Channel] = []
-    yield channels
-    for channel in channels:
-        channel.close()
 
 
 @pytest.mark.parametrize("writer", ["insert_all", "storage_write"])
@@ -60,7 +41,8 @@ def test_the_mirror_is_exact_after_the_api_failed_for_a_while(
     bq_project: str,
     dataset: bigquery.Dataset,
     bq_retry: Retry,
-    grpc_channels: list[grpc.Channel],
+    bq_client_through: Callable[[HttpFaultProxy], bigquery.Client],
+    write_client_through: Callable[[TcpFaultProxy], Any],
 ) -> None:
     # GIVEN the tables of a replication, and a sink whose writer reaches BigQuery through a
     # proxy that fails the first requests (503, 429, resets, answers lost after the write)
@@ -73,22 +55,14 @@ def test_the_mirror_is_exact_after_the_api_failed_for_a_while(
     proxy: HttpFaultProxy | TcpFaultProxy
     if writer == "insert_all":
         proxy = HttpFaultProxy(bigquery_server.endpoint, faults)
-        client = bigquery.Client(
-            project=bq_project,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options=ClientOptions(api_endpoint=proxy.url),
-        )
+        client = bq_client_through(proxy)
 
         def make(layout: TableLayout) -> Writer:
             return InsertAllWriter(client, refs.changes.api, layout.changelog_columns(),
                                    retry_policy=POLICY, timeout=10)  # fmt: skip
     else:
         proxy = TcpFaultProxy(bigquery_server.grpc_endpoint, faults)
-        channel = grpc.insecure_channel(proxy.endpoint, options=FAST_RECONNECT)
-        grpc_channels.append(channel)
-        write_client = bigquery_storage_v1.BigQueryWriteClient(
-            transport=BigQueryWriteGrpcTransport(channel=channel)
-        )
+        write_client = write_client_through(proxy)
         path = f"projects/{bq_project}/datasets/{dataset.dataset_id}/tables/{refs.changes.table}"
 
         def make(layout: TableLayout) -> Writer:

@@ -30,7 +30,7 @@ from ddb2bq.sinks.rest import Connections, RestClient
 from ddb2bq.sinks.retry import RetryPolicy, classify
 from ddb2bq.sinks.tables import TableRefs, init_tables, initial_layout, load_layout
 from tests.integration.fault_proxy import HttpFaultProxy
-from tests.sink_data import changes, layout, rows_of
+from tests.sink_data import changes, rows_of
 
 POLICY = RetryPolicy(max_attempts=8, initial=0.05, maximum=0.5, deadline=20.0, random=lambda: 1.0)
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -205,18 +205,6 @@ def test_a_missing_changelog_is_the_same_config_error_for_both_clients(
     for client in (bq_client, light(bigquery_server.endpoint, bq_client.project)):
         with pytest.raises(ConfigError, match="does not exist; run `ddb2bq init`"):
             load_layout(client, refs)
-
-
-@pytest.fixture
-def changelog(
-    bq_client: bigquery.Client, dataset: bigquery.Dataset, bq_retry: Retry
-) -> tuple[bigquery.Table, list[Column]]:
-    columns = layout().changelog_columns()
-    schema = [bigquery.SchemaField(c.name, c.field_type, mode=c.field_mode) for c in columns]
-    table = bq_client.create_table(
-        bigquery.Table(dataset.table("orders_changes"), schema=schema), retry=bq_retry, timeout=30
-    )
-    return table, columns
 
 
 def test_a_refused_row_gets_the_insert_errors_the_full_client_gets(
