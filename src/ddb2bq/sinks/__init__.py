@@ -1,1 +1,0 @@
-"""Sinks: where rows go. BigQuery changelog and mirror writers, and the dead letters."""
