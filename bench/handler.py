@@ -69,7 +69,7 @@ from ddb2bq.aws_lambda import handler
 imported = time.perf_counter()
 waits = {{}}
 if {light}:  # time the light client's requests: the emulator's answer times
-    from ddb2bq.sinks import rest  # the handler imports it at its first write anyway
+    from ddb2bq.bigquery import rest  # the handler imports it at its first write anyway
     send = rest.Connections.send
     def timed(self, method, *args, **kwargs):
         begun = time.perf_counter()
@@ -188,10 +188,10 @@ def _run_child(code: str, environ: dict[str, str]) -> tuple[float, str]:
 
 
 def batch_cost(bigquery: Server, repeat: int) -> None:
-    from ddb2bq.sinks import clients  # noqa: PLC0415 (the Google libraries, for the writers)
-    from ddb2bq.sinks.insert_all import InsertAllWriter  # noqa: PLC0415
-    from ddb2bq.sinks.storage_write import StorageWriteWriter  # noqa: PLC0415
-    from ddb2bq.sinks.tables import TableRefs, load_layout  # noqa: PLC0415
+    from ddb2bq.bigquery import clients  # noqa: PLC0415 (the Google libraries, for the writers)
+    from ddb2bq.bigquery.insert_all import InsertAllWriter  # noqa: PLC0415
+    from ddb2bq.bigquery.storage_write import StorageWriteWriter  # noqa: PLC0415
+    from ddb2bq.bigquery.tables import TableRefs, load_layout  # noqa: PLC0415
 
     config = _init_tables(
         bigquery,
@@ -371,8 +371,8 @@ def _init_tables(
     writer: str,
     promote: dict[str, str] | None = None,
 ) -> Config:
-    from ddb2bq.sinks.clients import bigquery_client  # noqa: PLC0415
-    from ddb2bq.sinks.tables import init_tables, initial_layout  # noqa: PLC0415
+    from ddb2bq.bigquery.clients import bigquery_client  # noqa: PLC0415
+    from ddb2bq.bigquery.tables import init_tables, initial_layout  # noqa: PLC0415
 
     environ = {
         "DDB2BQ_SOURCE_TABLE": table,

@@ -33,10 +33,11 @@ from ddb2bq.aws_lambda import Handler
 from ddb2bq.cli import main as ddb2bq
 from ddb2bq.config import load_config
 from ddb2bq.convert import plain_item
+from ddb2bq.dynamodb.events import lambda_events
+from ddb2bq.dynamodb.streams import read_records
 from ddb2bq.local import REGION, local_servers
 from ddb2bq.observability import configure_logging
 from ddb2bq.records import encode_binary
-from ddb2bq.streams import lambda_events, read_records
 
 PROJECT = "demo-project"
 DATASET = "dynamodb"

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from ddb2bq.config import Config, load_config
+from ddb2bq.contract import DeadLetter, DeadLetterSink, Failure, Writer, WriteResult
 from ddb2bq.exceptions import (
     ConfigError,
     ConversionError,
@@ -16,6 +17,7 @@ from ddb2bq.exceptions import (
     RetryableError,
     TerminalError,
 )
+from ddb2bq.pipeline import BatchResult, Outcome, Pipeline, Status, Unparsed
 from ddb2bq.records import (
     Change,
     from_export_line,
@@ -32,18 +34,28 @@ from ddb2bq.schema import Column, TableLayout, build_layout
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchResult",
     "Change",
     "Column",
     "Config",
     "ConfigError",
     "ConversionError",
     "Ddb2bqError",
+    "DeadLetter",
+    "DeadLetterSink",
+    "Failure",
+    "Outcome",
+    "Pipeline",
     "RecordError",
     "RetryableError",
     "RowBuilder",
     "Rows",
+    "Status",
     "TableLayout",
     "TerminalError",
+    "Unparsed",
+    "WriteResult",
+    "Writer",
     "__version__",
     "build_layout",
     "from_export_line",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import types
 import typing
@@ -107,6 +108,15 @@ class DeadLettersConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """Where the runtimes keep their state (:mod:`ddb2bq.state`): the generation, the stream
+    runner's checkpoints and its lease. ``checkpoints`` is a SQLite file path (relative to the
+    working directory) or ``dynamodb://TABLE`` (for containers)."""
+
+    checkpoints: str = ".ddb2bq/state.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
 class GoogleConfig:
     """Where the Google credentials come from (see :mod:`ddb2bq.credentials`).
 
@@ -161,11 +171,23 @@ class Config:
     dead_letters: DeadLettersConfig = field(default_factory=DeadLettersConfig)
     google: GoogleConfig = field(default_factory=GoogleConfig)
     lambda_: LambdaConfig = field(default_factory=LambdaConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
 
     @property
     def target_table(self) -> str:
         """The mirror table's name: ``[target] table``, else the source table's name."""
         return self.target.table or self.source.table
+
+    def summary(self) -> dict[str, Any]:
+        """What the configuration replicates where, for a log line (no secret in it)."""
+        return {
+            "table": self.source.table,
+            "target": f"{self.target.project}.{self.target.dataset}.{self.target_table}",
+            "mirror": self.target.mirror,
+            "writer": self.target.writer,
+            "dead_letters": self.dead_letters.kind,
+            "credentials": self.google.credentials,
+        }
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -175,6 +197,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "dead_letters": DeadLettersConfig,
     "google": GoogleConfig,
     "lambda": LambdaConfig,
+    "runner": RunnerConfig,
 }
 
 
@@ -372,3 +395,19 @@ def _validate_lambda(settings: LambdaConfig) -> None:
         raise ConfigError("[lambda] maximum_record_age is -1 (no limit) or 60 to 604800 seconds.")
     if settings.iterator_age_warning >= settings.iterator_age_critical:
         raise ConfigError("[lambda] iterator_age_warning must be below iterator_age_critical.")
+
+
+def check_function_config(config: Config) -> None:
+    """Refuse a configuration the Lambda function cannot run with, naming the variable to set;
+    warn when its dead letters would be lost with the container."""
+    if not config.target_table:
+        raise ConfigError("Set DDB2BQ_SOURCE_TABLE (or DDB2BQ_TARGET_TABLE).")
+    for key in ("project", "dataset"):
+        if not getattr(config.target, key):
+            raise ConfigError(f"Set DDB2BQ_TARGET_{key.upper()}: the BigQuery {key}.")
+    if config.dead_letters.kind == "local":
+        logging.getLogger("ddb2bq.aws_lambda").warning(
+            "Dead letters are kept on the container's disk (%s) and are lost with it; "
+            "set DDB2BQ_DEAD_LETTERS_KIND to s3 or sqs.",
+            config.dead_letters.path,
+        )

@@ -1,9 +1,12 @@
-"""The one contract every writer keeps: write a batch, say which changes failed and why.
+"""The contracts the pipeline writes through: writers and dead letters.
 
-A writer never raises for a row-level problem: it returns a :class:`WriteResult` whose
+A :class:`Writer` never raises for a row-level problem: it returns a :class:`WriteResult` whose
 ``failures`` name each change that was not written, classed as retryable (the same request may
 succeed later: quota, 5xx, timeout) or terminal (the row itself is wrong: it goes to the dead
-letters). A failure of the whole request marks every change of the batch.
+letters). A failure of the whole request marks every change of the batch. A
+:class:`DeadLetterSink` stores :class:`DeadLetter` values durably or raises
+:class:`~ddb2bq.exceptions.RetryableError`. Implementations: :mod:`ddb2bq.bigquery` (writers)
+and :mod:`ddb2bq.dead_letters` (local, S3, SQS).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class DeadLetter:
     """A change that cannot be written, kept whole: the original record, the error, the time.
 
     ``record`` is the change's original input record (``Change.record``), JSON-serialisable
-    after :func:`ddb2bq.sinks.dead_letters.to_json` turns ``bytes``/``datetime`` into text.
+    after :func:`ddb2bq.dead_letters.to_json` turns ``bytes``/``datetime`` into text.
     ``seq`` is the change's ordering token when it was parsed: a replay keeps it, so a letter
     replayed after the generation rose still orders as the old-generation change it is.
     """

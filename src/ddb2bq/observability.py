@@ -34,14 +34,17 @@ import contextvars
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
 
+from ddb2bq.pipeline import BatchResult
+
 NAMESPACE = "ddb2bq"
+logger = logging.getLogger(__name__)
 _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "ddb2bq_request_id", default=None
 )
@@ -114,6 +117,44 @@ class BatchMetrics:
     lag_max_ms: float | None
     lag_average_ms: float | None
     duration_ms: float
+
+
+def batch_metrics(
+    result: BatchResult, *, records: int, size: int, lags_ms: Sequence[float], duration_ms: float
+) -> BatchMetrics:
+    """The metrics of one processed batch: ``records`` in, ``size`` bytes, the lag of each
+    change (now minus its change time), the time the batch took."""
+    return BatchMetrics(
+        records=records,
+        bytes=size,
+        changelog_rows_written=result.count("written"),
+        dead_letters=result.count("dead_lettered"),
+        retryable_failures=result.count("retryable"),
+        retries=result.retries,
+        bytes_sent=result.bytes_sent,
+        lag_max_ms=max(lags_ms) if lags_ms else None,
+        lag_average_ms=sum(lags_ms) / len(lags_ms) if lags_ms else None,
+        duration_ms=duration_ms,
+    )
+
+
+def log_batch(
+    result: BatchResult, metrics: BatchMetrics, *, retry_from: str | None, runtime: str
+) -> None:
+    """One summary line per batch: counts, and where ``runtime`` resumes when it must retry."""
+    counts = {
+        "records": metrics.records,
+        "written": metrics.changelog_rows_written,
+        "dead_lettered": metrics.dead_letters,
+        "retryable": metrics.retryable_failures,
+        "lag_max_ms": metrics.lag_max_ms,
+    }
+    first = result.first_retryable
+    if first is None or retry_from is None:
+        logger.info("Batch done.", extra=counts)
+        return
+    reason = result.outcomes[first].reason
+    logger.warning("%s will retry from %s: %s", runtime, retry_from, reason, extra=counts)
 
 
 _METRICS = (

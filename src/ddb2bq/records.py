@@ -337,9 +337,7 @@ def _stream_record(
         seq=seq,
         changed_at_us=changed_at_us,
         event_id=str(event_id) if event_id is not None else "",
-        is_ttl_delete=identity is not None
-        and isinstance(identity, Mapping)
-        and identity.get("principalId") == TTL_PRINCIPAL,
+        is_ttl_delete=_is_ttl_delete(identity),
         sequence_number=None if sequence_number is None else str(sequence_number),
         table=_table_from(record),
         record=record,
@@ -430,3 +428,12 @@ def encode_binary(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     return value
+
+
+def _is_ttl_delete(identity: Any) -> bool:
+    """A TTL delete's ``userIdentity``: Lambda spells its key ``principalId``, boto3's
+    GetRecords ``PrincipalId``."""
+    if not isinstance(identity, Mapping):
+        return False
+    principal = identity.get("principalId", identity.get("PrincipalId"))
+    return bool(principal == TTL_PRINCIPAL)

@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
+from ddb2bq.bigquery import tables
+from ddb2bq.bigquery.insert_all import InsertAllWriter
+from ddb2bq.bigquery.mirror import MergeResult
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.sql import quote_all
+from ddb2bq.bigquery.storage_write import StorageWriteWriter
+from ddb2bq.bigquery.tables import InitReport, TableRefs, init_tables, initial_layout, merge_mirror
 from ddb2bq.config import ColumnsConfig, Config, SourceConfig, TargetConfig
+from ddb2bq.contract import DeadLetterSink, Writer
+from ddb2bq.pipeline import BatchResult, Pipeline, WriterFactory
 from ddb2bq.records import Change, from_lambda_record
 from ddb2bq.schema import TableLayout
-from ddb2bq.sinks.base import DeadLetter, Writer
-from ddb2bq.sinks.bigquery import BigQuerySink, SinkResult
-from ddb2bq.sinks.insert_all import InsertAllWriter
-from ddb2bq.sinks.mirror import MergeResult
-from ddb2bq.sinks.retry import RetryPolicy
-from ddb2bq.sinks.sql import quote_all
-from ddb2bq.sinks.storage_write import StorageWriteWriter
-from ddb2bq.sinks.tables import InitReport, TableRefs, init_tables, initial_layout, merge_mirror
+from tests.doubles.dead_letters import ListDeadLetters
 
 QUICK = RetryPolicy(max_attempts=3, initial=0.05, maximum=0.2, deadline=5.0)
 WRITERS = ("insert_all", "storage_write")
@@ -72,16 +74,6 @@ def changes(records: Sequence[dict[str, Any]]) -> list[Change]:
     return [from_lambda_record(r, index=i) for i, r in enumerate(records)]
 
 
-class ListDeadLetters:
-    """Dead letters kept in a list (a fake of the DeadLetterSink protocol)."""
-
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    def send(self, letters: Sequence[DeadLetter]) -> None:
-        self.letters.extend(letters)
-
-
 @dataclasses.dataclass
 class Replication:
     """One replicated table on the emulator: its config, tables, sink and dead letters."""
@@ -89,13 +81,13 @@ class Replication:
     config: Config
     client: bigquery.Client
     refs: TableRefs
-    sink: BigQuerySink
+    sink: Pipeline
     dead_letters: ListDeadLetters
     report: InitReport
     retry: Retry
 
-    def write(self, records: Sequence[dict[str, Any]]) -> SinkResult:
-        result = self.sink.write(changes(records))
+    def write(self, records: Sequence[dict[str, Any]]) -> BatchResult:
+        result = self.sink.process(changes(records), ordered=True)
         assert result.first_retryable is None, result.outcomes
         return result
 
@@ -166,6 +158,23 @@ def replicate(
     report = init_tables(client, settings, initial_layout(settings, key_schema))
     dead_letters = ListDeadLetters()
     writer = writer_for(settings.target.writer, settings, client, write_client)
-    sink = BigQuerySink(settings, report.layout, client, writer, dead_letters)
+    sink = bigquery_pipeline(settings, report.layout, client, writer, dead_letters)
     refs = TableRefs.from_config(settings, client.project)
     return Replication(settings, client, refs, sink, dead_letters, report, retry)
+
+
+def bigquery_pipeline(
+    settings: Config,
+    layout: TableLayout,
+    client: bigquery.Client,
+    writer_for: WriterFactory,
+    dead_letters: DeadLetterSink,
+    **kwargs: Any,
+) -> Pipeline:
+    """The pipeline over the emulator as the composition root builds it: columns are added with
+    ``client`` (:func:`ddb2bq.bigquery.tables.evolve`)."""
+
+    def evolve(current: TableLayout, attributes: Mapping[str, str]) -> TableLayout:
+        return tables.evolve(client, settings, current, attributes)
+
+    return Pipeline(settings, layout, writer_for, dead_letters, evolve=evolve, **kwargs)

@@ -10,10 +10,10 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
-from ddb2bq.sinks.bigquery import BigQuerySink
-from ddb2bq.sinks.dead_letters.local import LocalDeadLetters
+from ddb2bq.dead_letters.local import LocalDeadLetters
 from tests.integration.mirror_support import (
     WRITERS,
+    bigquery_pipeline,
     changes,
     config,
     replicate,
@@ -37,7 +37,7 @@ def test_a_refused_change_is_dead_lettered_whole_and_its_batch_lands(
     settings = config(dataset, writer=writer, promote=["rate"], types={"rate": "BIGNUMERIC"})
     replication = replicate(settings, bq_client, bq_write_client, bq_retry)
     dead_letters = LocalDeadLetters(tmp_path)
-    sink = BigQuerySink(
+    sink = bigquery_pipeline(
         settings,
         replication.sink.layout,
         bq_client,
@@ -50,7 +50,7 @@ def test_a_refused_change_is_dead_lettered_whole_and_its_batch_lands(
         stream_record("c", "INSERT", 3, rate={"N": "2"}),
     ]
     # WHEN the batch is written
-    result = sink.write(changes(records))
+    result = sink.process(changes(records), ordered=False)
     # THEN b is dead-lettered with its whole original record and BigQuery's reason
     assert [o.status for o in result.outcomes] == ["written", "dead_lettered", "written"]
     (letter,) = list(dead_letters.read())

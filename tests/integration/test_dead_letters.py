@@ -18,24 +18,24 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
+from ddb2bq.bigquery.insert_all import InsertAllWriter
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.storage_write import StorageWriteWriter
+from ddb2bq.bigquery.tables import TableRefs, init_tables, initial_layout, schema_field
 from ddb2bq.cli import main
 from ddb2bq.config import Config, load_config
-from ddb2bq.local import REGION, Server
-from ddb2bq.records import from_lambda_record
-from ddb2bq.schema import Column, TableLayout
-from ddb2bq.sinks.base import DeadLetter, Writer
-from ddb2bq.sinks.bigquery import BigQuerySink
-from ddb2bq.sinks.dead_letters import (
+from ddb2bq.contract import DeadLetter, Writer
+from ddb2bq.dead_letters import (
     LocalDeadLetters,
     S3DeadLetters,
     SqsDeadLetters,
     read_dead_letters,
 )
-from ddb2bq.sinks.dead_letters.aws import SQS_MAX_BYTES
-from ddb2bq.sinks.insert_all import InsertAllWriter
-from ddb2bq.sinks.retry import RetryPolicy
-from ddb2bq.sinks.storage_write import StorageWriteWriter
-from ddb2bq.sinks.tables import TableRefs, init_tables, initial_layout, schema_field
+from ddb2bq.dead_letters.aws import SQS_MAX_BYTES
+from ddb2bq.local import REGION, Server
+from ddb2bq.records import from_lambda_record
+from ddb2bq.schema import Column, TableLayout
+from tests.integration.mirror_support import bigquery_pipeline
 from tests.sink_data import record
 
 QUICK = RetryPolicy(max_attempts=3, initial=0.05, maximum=0.2, deadline=5.0)
@@ -115,7 +115,7 @@ def test_a_refused_change_is_dead_lettered_whole_and_replay_lands_it_after_the_f
     columns = layout.changelog_columns()
     stale = [Column(c.name, "NUMERIC") if c.name == "total" else c for c in columns]
     recreate_changelog(bq_client, config, stale, bq_retry)
-    sink = BigQuerySink(
+    sink = bigquery_pipeline(
         config,
         layout,
         bq_client,
@@ -127,7 +127,7 @@ def test_a_refused_change_is_dead_lettered_whole_and_replay_lands_it_after_the_f
     changes = [from_lambda_record(copy.deepcopy(r), index=i) for i, r in enumerate(records)]
 
     # WHEN a batch where one total does not fit NUMERIC is written
-    result = sink.write(changes)
+    result = sink.process(changes, ordered=False)
 
     # THEN that change is dead-lettered, whole; the four others landed
     assert [o.status for o in result.outcomes] == [

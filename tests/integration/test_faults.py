@@ -12,11 +12,11 @@ import pytest
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 
+from ddb2bq.bigquery.insert_all import InsertAllWriter
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.storage_write import StorageWriteWriter
 from ddb2bq.local import Server
 from ddb2bq.schema import Column
-from ddb2bq.sinks.insert_all import InsertAllWriter
-from ddb2bq.sinks.retry import RetryPolicy
-from ddb2bq.sinks.storage_write import StorageWriteWriter
 from tests.integration.fault_proxy import HttpFaultProxy, TcpFaultProxy
 from tests.sink_data import changes, rows_of
 

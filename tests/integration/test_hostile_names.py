@@ -12,8 +12,8 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
-from ddb2bq.sinks.commands import run_init
-from ddb2bq.sinks.tables import describe_key_schema
+from ddb2bq.cli.tables import run_init
+from ddb2bq.dynamodb.tables import describe_key_schema
 from tests.integration.mirror_support import changes, config, replicate
 
 HASH_KEY = "x`; DROP TABLE victim; --"
@@ -80,7 +80,7 @@ def test_hostile_attribute_names_replicate_and_execute_nothing(
     key_schema = describe_key_schema(dynamodb, table)
     replication = replicate(settings, bq_client, bq_write_client, bq_retry, key_schema=key_schema)
     sink, refs = replication.sink, replication.refs
-    result = sink.write(changes([record(1)]))
+    result = sink.process(changes([record(1)]), ordered=False)
     if mirror == "merge":
         replication.merge()
     # THEN it is written, and nothing was dropped

@@ -13,8 +13,8 @@ import pytest
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 
+from ddb2bq.bigquery.sql import TableRef
 from ddb2bq.cli import main
-from ddb2bq.sinks.sql import TableRef
 from tests.integration.dynamodb_support import create_source_table
 
 

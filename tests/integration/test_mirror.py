@@ -12,9 +12,9 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
+from ddb2bq.bigquery.mirror import WATERMARK_LABEL, view_sql
+from ddb2bq.bigquery.sql import param, run_query
 from ddb2bq.records import make_seq
-from ddb2bq.sinks.mirror import WATERMARK_LABEL, view_sql
-from ddb2bq.sinks.sql import param, run_query
 from tests.integration.mirror_support import NOW_S, WRITERS, config, replicate, stream_record
 
 FIRST = [  # one batch as a stream delivers it

@@ -12,16 +12,21 @@ import pytest
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 
+from ddb2bq.bigquery.insert_all import InsertAllWriter
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.storage_write import StorageWriteWriter
+from ddb2bq.bigquery.tables import TableRefs, init_tables, initial_layout, merge_mirror
+from ddb2bq.contract import Writer
 from ddb2bq.local import Server
+from ddb2bq.pipeline import Pipeline
 from ddb2bq.schema import TableLayout
-from ddb2bq.sinks.base import Writer
-from ddb2bq.sinks.bigquery import BigQuerySink
-from ddb2bq.sinks.insert_all import InsertAllWriter
-from ddb2bq.sinks.retry import RetryPolicy
-from ddb2bq.sinks.storage_write import StorageWriteWriter
-from ddb2bq.sinks.tables import TableRefs, init_tables, initial_layout, merge_mirror
 from tests.integration.fault_proxy import HttpFaultProxy, TcpFaultProxy
-from tests.integration.mirror_support import ListDeadLetters, changes, config
+from tests.integration.mirror_support import (
+    ListDeadLetters,
+    bigquery_pipeline,
+    changes,
+    config,
+)
 from tests.integration.test_mirror import FIRST, SECOND, expected, state
 
 # Few attempts, so that some faults outlast the writer's own retries and reach the caller,
@@ -70,7 +75,7 @@ def test_the_mirror_is_exact_after_the_api_failed_for_a_while(
                                       retry_policy=POLICY, timeout=10)  # fmt: skip
 
     dead_letters = ListDeadLetters()
-    sink = BigQuerySink(settings, report.layout, bq_client, make, dead_letters)
+    sink = bigquery_pipeline(settings, report.layout, bq_client, make, dead_letters)
     # WHEN the scripted history is delivered, each batch re-sent from its first change reported
     with proxy:
         sends = deliver(sink, FIRST) + deliver(sink, SECOND)
@@ -89,13 +94,13 @@ def test_the_mirror_is_exact_after_the_api_failed_for_a_while(
     assert logged == {r["eventID"] for r in FIRST + SECOND}
 
 
-def deliver(sink: BigQuerySink, records: Sequence[dict[str, Any]], attempts: int = 10) -> int:
+def deliver(sink: Pipeline, records: Sequence[dict[str, Any]], attempts: int = 10) -> int:
     """Send ``records`` until every change is settled, re-sending from the first one reported
     retryable (nothing after it counts as done), after a pause as Lambda makes (it gives a
     reset gRPC channel time to reconnect); returns how many sends it took."""
     pending = list(records)
     for attempt in range(1, attempts + 1):
-        result = sink.write(changes(pending))
+        result = sink.process(changes(pending), ordered=False)
         first = result.first_retryable
         if first is None:
             return attempt

@@ -21,14 +21,16 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 
 from ddb2bq.aws_lambda import Handler, StreamEvent
+from ddb2bq.bigquery.errors import classify
+from ddb2bq.bigquery.insert_all import InsertAllWriter
+from ddb2bq.bigquery.rest import RestClient
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.tables import TableRefs, init_tables, initial_layout, load_layout
+from ddb2bq.bigquery.transport import Connections
 from ddb2bq.config import Config, load_config
 from ddb2bq.exceptions import ConfigError
 from ddb2bq.local import Server
 from ddb2bq.schema import Column
-from ddb2bq.sinks.insert_all import InsertAllWriter
-from ddb2bq.sinks.rest import Connections, RestClient
-from ddb2bq.sinks.retry import RetryPolicy, classify
-from ddb2bq.sinks.tables import TableRefs, init_tables, initial_layout, load_layout
 from tests.integration.fault_proxy import HttpFaultProxy
 from tests.sink_data import changes, rows_of
 

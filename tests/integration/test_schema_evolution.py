@@ -9,12 +9,12 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
-from ddb2bq.sinks import tables
-from ddb2bq.sinks.bigquery import BigQuerySink
-from ddb2bq.sinks.tables import add_columns, evolve, init_tables, initial_layout
+from ddb2bq.bigquery import tables
+from ddb2bq.bigquery.tables import add_columns, evolve, init_tables, initial_layout
 from tests.integration.mirror_support import (
     WRITERS,
     ListDeadLetters,
+    bigquery_pipeline,
     changes,
     config,
     replicate,
@@ -77,7 +77,7 @@ def test_workers_evolving_the_same_table_converge_on_one_schema(
     # GIVEN two workers started from the same initial layout (two Lambda containers)
     settings = config(dataset, mirror="merge", promote=PROMOTE)
     first = replicate(settings, bq_client, bq_write_client, bq_retry)
-    second = BigQuerySink(
+    second = bigquery_pipeline(
         settings,
         first.report.layout,
         bq_client,
@@ -87,8 +87,8 @@ def test_workers_evolving_the_same_table_converge_on_one_schema(
     # WHEN the first adds `total` as INT64, and the second then meets `total` as a decimal and
     # `status` for the first time
     first.write([stream_record("a", "INSERT", 1, total={"N": "3"})])
-    result = second.write(changes([stream_record("b", "INSERT", 2, total={"N": "2.5"},
-                                                 status={"S": "x"})]))  # fmt: skip
+    batch = changes([stream_record("b", "INSERT", 2, total={"N": "2.5"}, status={"S": "x"})])
+    result = second.process(batch, ordered=False)
     first.merge()
     # THEN the second adopts the existing INT64 column (never re-typed) and adds `status` once
     assert result.first_retryable is None

@@ -11,9 +11,9 @@ import orjson
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 
+from ddb2bq.dynamodb.streams import read_stream
 from ddb2bq.rows import RowBuilder
 from ddb2bq.schema import Column, build_layout
-from ddb2bq.streams import read_stream
 from tests.integration.dynamodb_support import create_source_table
 from tests.strategies import from_event_json
 

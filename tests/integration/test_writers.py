@@ -14,13 +14,13 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
+from ddb2bq.bigquery.insert_all import InsertAllWriter
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.storage_write import StorageWriteWriter
+from ddb2bq.contract import Writer
 from ddb2bq.records import from_lambda_record
 from ddb2bq.rows import Rows
 from ddb2bq.schema import Column, TableLayout
-from ddb2bq.sinks.base import Writer
-from ddb2bq.sinks.insert_all import InsertAllWriter
-from ddb2bq.sinks.retry import RetryPolicy
-from ddb2bq.sinks.storage_write import StorageWriteWriter
 from tests.sink_data import layout, record, rows_of
 
 QUICK = RetryPolicy(max_attempts=3, initial=0.05, maximum=0.2, deadline=5.0)

@@ -1,4 +1,4 @@
-"""The Lambda handler's contract, with a fake sink: partial batch response, dead letters, logs,
+"""The Lambda handler's contract, over the real pipeline with a fake writer: partial batch response, dead letters, logs,
 metrics, configuration and cold-start imports. (Against BigQuery: tests/integration/aws_lambda.)"""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -17,12 +16,16 @@ from typing import Any, cast
 import pytest
 
 from ddb2bq import aws_lambda
-from ddb2bq.aws_lambda import Handler, SinkContext, StreamEvent, check_config
-from ddb2bq.config import load_config
+from ddb2bq.aws_lambda import Handler, StreamEvent
+from ddb2bq.config import Config, load_config
+from ddb2bq.config import check_function_config as check_config
+from ddb2bq.credentials import CredentialsProvider
 from ddb2bq.exceptions import ConfigError, RetryableError
 from ddb2bq.observability import JsonFormatter
-from ddb2bq.records import Change
-from ddb2bq.sinks.base import DeadLetter
+from ddb2bq.pipeline import Pipeline
+from ddb2bq.schema import build_layout
+from tests.doubles.dead_letters import ListDeadLetters
+from tests.doubles.writers import FakeWriter, by_event_id
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW_US = 1693997160_000000  # four seconds after the sample event's last change
@@ -49,73 +52,43 @@ def sample_event() -> dict[str, Any]:
     return cast(dict[str, Any], json.loads((FIXTURES / "aws_sample_event.json").read_text()))
 
 
-@dataclass(frozen=True)
-class FakeOutcome:
-    status: aws_lambda.Status
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class FakeResult:
-    outcomes: tuple[FakeOutcome, ...]
-
-
-@dataclass
-class FakeSink:
-    """Answers each change with the status scripted for its event id (default written)."""
-
-    statuses: dict[str, aws_lambda.Status] = field(default_factory=dict)
-    batches: list[list[str]] = field(default_factory=list)
-    parts: SinkContext | None = None
-
-    def write(self, changes: Sequence[Change]) -> FakeResult:
-        self.batches.append([c.event_id for c in changes])
-        return FakeResult(
-            tuple(FakeOutcome(self.statuses.get(c.event_id, "written"), "why") for c in changes)
-        )
-
-
-@dataclass
-class FakeDeadLetters:
-    letters: list[DeadLetter] = field(default_factory=list)
-    unreachable: bool = False
-
-    def send(self, letters: Sequence[DeadLetter]) -> None:
-        if self.unreachable:
-            raise RetryableError("SQS is throttling")
-        self.letters.extend(letters)
+STATUS_OF_FAKE = {"retryable": "retryable", "dead_lettered": "terminal"}
 
 
 @dataclass
 class Setup:
     handler: Handler
-    sink: FakeSink
-    dead_letters: FakeDeadLetters
+    writer: FakeWriter
+    dead_letters: ListDeadLetters
     metrics: io.StringIO
+    statuses: dict[str, str]
+    made: list[Config] = field(default_factory=list)
 
     def metric_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.metrics.getvalue().splitlines()]
 
 
-def make_handler(
-    statuses: dict[str, aws_lambda.Status] | None = None, *, unreachable: bool = False
-) -> Setup:
-    sink = FakeSink(statuses or {})
-    dead_letters = FakeDeadLetters(unreachable=unreachable)
+def make_handler(statuses: dict[str, str] | None = None, *, unreachable: bool = False) -> Setup:
+    """A handler over the real pipeline; the fake writer fails the changes ``statuses`` names
+    (by event id: ``retryable``, or ``dead_lettered`` for a row BigQuery refuses)."""
+    scripted = {k: STATUS_OF_FAKE[v] for k, v in (statuses or {}).items()}
+    writer = FakeWriter(by_event_id(scripted), reason=lambda index, rows: "why")
+    dead_letters = ListDeadLetters(unreachable=unreachable)
     metrics = io.StringIO()
+    made: list[Config] = []
 
-    def sink_factory(parts: SinkContext) -> FakeSink:
-        sink.parts = parts
-        return sink
+    def pipeline_factory(config: Config, credentials: CredentialsProvider) -> Pipeline:
+        made.append(config)
+        layout = build_layout([("Id", "N")])
+        return Pipeline(config, layout, lambda layout: writer, dead_letters, source="lambda")
 
     handler = Handler(
         load_config(environ=ENVIRON),
-        sink_factory=sink_factory,
-        dead_letters_factory=lambda config: dead_letters,
+        pipeline_factory=pipeline_factory,
         clock=lambda: NOW_US,
         metrics_stream=metrics,
     )
-    return Setup(handler, sink, dead_letters, metrics)
+    return Setup(handler, writer, dead_letters, metrics, scripted, made)
 
 
 def invoke(setup: Setup, event: dict[str, Any]) -> Any:
@@ -128,7 +101,7 @@ def invoke(setup: Setup, event: dict[str, Any]) -> Any:
 def test_every_change_written_reports_nothing() -> None:
     setup = make_handler()
     assert invoke(setup, sample_event()) == {"batchItemFailures": []}
-    assert setup.sink.batches == [["1", "2", "3"]]
+    assert setup.writer.batch_ids() == [["1", "2", "3"]]
 
 
 def test_the_first_retryable_change_is_reported_by_its_sequence_number() -> None:
@@ -154,7 +127,7 @@ def test_the_response_is_fresh_on_every_invocation() -> None:
     # GIVEN a warm container whose first invocation reported a failure
     setup = make_handler({"1": "retryable"})
     first = invoke(setup, sample_event())
-    setup.sink.statuses.clear()
+    setup.statuses.clear()
     # WHEN it is invoked again and every change is written
     second = invoke(setup, sample_event())
     # THEN the second answer carries nothing over, and is a new object
@@ -173,7 +146,7 @@ def test_an_unparsable_record_goes_whole_to_the_dead_letters() -> None:
     response = invoke(setup, event)
     # THEN the other two are written, the bad one is dead-lettered as it came, nothing reported
     assert response == {"batchItemFailures": []}
-    assert setup.sink.batches == [["1", "3"]]
+    assert setup.writer.batch_ids() == [["1", "3"]]
     [letter] = setup.dead_letters.letters
     assert letter.record == event["Records"][1]
     assert (letter.event_id, letter.source, letter.table) == (
@@ -194,27 +167,25 @@ def test_unreachable_dead_letters_make_the_record_retryable() -> None:
 def test_a_sink_that_cannot_start_now_retries_the_whole_batch() -> None:
     setup = make_handler()
 
-    def unavailable(parts: SinkContext) -> FakeSink:
+    def unavailable(config: Config, credentials: CredentialsProvider) -> Pipeline:
         raise RetryableError("BigQuery answered 503 reading the changelog's schema.")
 
-    setup.handler.sink_factory = unavailable
+    setup.handler.pipeline_factory = unavailable
     assert invoke(setup, sample_event()) == {"batchItemFailures": [{"itemIdentifier": "111"}]}
 
 
-def test_the_sink_is_made_once_per_container() -> None:
+def test_the_pipeline_is_made_once_per_container() -> None:
     setup = make_handler()
     invoke(setup, sample_event())
-    parts = setup.sink.parts
     invoke(setup, sample_event())
-    assert setup.sink.parts is parts
-    assert parts is not None
-    assert parts.config.source.table == "ExampleTableWithStream"
+    [config] = setup.made
+    assert config.source.table == "ExampleTableWithStream"
 
 
 def test_an_empty_batch_answers_empty() -> None:
     setup = make_handler()
     assert invoke(setup, {"Records": []}) == {"batchItemFailures": []}
-    assert setup.sink.batches == []
+    assert setup.writer.batch_ids() == []
 
 
 # --- Kinesis Data Streams for DynamoDB ---------------------------------------------------------
@@ -262,7 +233,7 @@ def test_kinesis_records_are_reported_by_their_kinesis_sequence_number() -> None
             {"itemIdentifier": "49590337982709305198700067127160960000000000000000000002"}
         ]
     }
-    assert setup.sink.batches == [["kinesis-1", "kinesis-2", "kinesis-3"]]
+    assert setup.writer.batch_ids() == [["kinesis-1", "kinesis-2", "kinesis-3"]]
 
 
 # --- metrics and logs --------------------------------------------------------------------------
@@ -353,3 +324,47 @@ def test_importing_the_handler_imports_no_google_or_aws_client() -> None:
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # THEN none of the heavy client libraries is loaded: they wait for the first write
     assert found.stdout.strip() == "[]"
+
+
+# --- re-deliveries of an ordered batch ---------------------------------------------------------
+
+
+def redelivered(event: dict[str, Any], identifier: str) -> dict[str, Any]:
+    """What Lambda invokes with after ``identifier`` was reported: that record and the rest."""
+    records = event["Records"]
+    start = next(i for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] == identifier)
+    return {"Records": records[start:]}
+
+
+def test_a_terminal_change_behind_a_retryable_one_is_dead_lettered_once_over_redeliveries() -> None:
+    # GIVEN a batch whose first change cannot be written for now and whose second BigQuery refuses
+    setup = make_handler({"1": "retryable", "2": "dead_lettered"})
+    event = sample_event()
+    # WHEN Lambda delivers it, re-delivers from the reported record three times, and then the
+    # first change's cause passes
+    for _ in range(3):
+        response = invoke(setup, event)
+        assert response == {"batchItemFailures": [{"itemIdentifier": "111"}]}
+        event = redelivered(event, response["batchItemFailures"][0]["itemIdentifier"])
+    setup.statuses.pop("1")
+    assert invoke(setup, event) == {"batchItemFailures": []}
+    # THEN the refused change went to the dead letters exactly once, and the others landed
+    assert setup.dead_letters.event_ids() == ["2"]
+    assert setup.writer.written[-2:] == ["1", "3"]
+
+
+def test_an_unparsable_record_behind_a_retryable_one_waits_for_its_redelivery() -> None:
+    # GIVEN a batch whose second change cannot be written for now and whose third cannot be parsed
+    event = sample_event()
+    event["Records"][2]["eventName"] = "RESHARD"
+    setup = make_handler({"2": "retryable"})
+    # WHEN it is handled twice, the cause passing in between
+    first = invoke(setup, event)
+    nothing_yet = list(setup.dead_letters.letters)
+    setup.statuses.clear()
+    second = invoke(setup, redelivered(event, first["batchItemFailures"][0]["itemIdentifier"]))
+    # THEN the bad record is dead-lettered only on the delivery that settles what comes before it
+    assert first == {"batchItemFailures": [{"itemIdentifier": "222"}]}
+    assert nothing_yet == []
+    assert second == {"batchItemFailures": []}
+    assert setup.dead_letters.event_ids() == ["3"]

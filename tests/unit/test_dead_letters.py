@@ -7,7 +7,6 @@ import base64
 import copy
 import io
 import threading
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,19 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ddb2bq.cli.dead_letters import run_replay
 from ddb2bq.config import Config, DeadLettersConfig, SourceConfig
-from ddb2bq.exceptions import TerminalError
-from ddb2bq.records import (
-    Change,
-    from_get_records_record,
-    from_lambda_record,
-    from_scan_item,
-    make_seq,
-    snapshot_seq,
-)
-from ddb2bq.rows import RowBuilder, Rows
-from ddb2bq.sinks.base import DeadLetter, Failure, WriteResult
-from ddb2bq.sinks.dead_letters import (
+from ddb2bq.contract import DeadLetter
+from ddb2bq.dead_letters import (
     LocalDeadLetters,
     S3DeadLetters,
     SqsDeadLetters,
@@ -40,12 +30,21 @@ from ddb2bq.sinks.dead_letters import (
     read_dead_letters,
     to_json,
 )
-from ddb2bq.sinks.dead_letters.commands import run_replay
-from ddb2bq.sinks.dead_letters.replay import (
-    WriterSink,
+from ddb2bq.dead_letters.replay import (
+    DiscardDeadLetters,
     parse_letter,
     replay,
 )
+from ddb2bq.exceptions import TerminalError
+from ddb2bq.pipeline import Pipeline
+from ddb2bq.records import (
+    from_get_records_record,
+    from_lambda_record,
+    from_scan_item,
+    make_seq,
+    snapshot_seq,
+)
+from tests.doubles import writers as doubles
 from tests.sink_data import INGESTED_AT_US, layout, record
 
 FAILED_AT = 1_714_564_800_000_000  # 2024-05-01T12:00:00Z
@@ -222,25 +221,28 @@ def test_the_factory_builds_each_kind() -> None:
 # --- replay ------------------------------------------------------------------------------------
 
 
-class FakeWriter:
+class FakeWriter(doubles.FakeWriter):
     """Refuses the changes whose event id is in ``refuse``; keeps the ids it wrote."""
 
     def __init__(self, refuse: set[str]) -> None:
         self.refuse = refuse
-        self.written: list[str] = []
-
-    def write(self, batch: Sequence[Rows]) -> WriteResult:
-        failures = []
-        for index, rows in enumerate(batch):
-            if rows.change.event_id in self.refuse:
-                failures.append(Failure(index, f"still refused: {rows.change.event_id}", False))
-            else:
-                self.written.append(rows.change.event_id)
-        return WriteResult(len(batch) - len(failures), tuple(failures))
+        super().__init__(
+            lambda rows: False if rows.change.event_id in self.refuse else None,
+            reason=lambda index, rows: f"still refused: {rows.change.event_id}",
+        )
 
 
-def sink(writer: FakeWriter) -> WriterSink:
-    return WriterSink(RowBuilder(layout(), clock=lambda: INGESTED_AT_US), writer)
+def sink(writer: FakeWriter) -> Pipeline:
+    """The pipeline a replay writes through (its own dead letters discarded)."""
+    config = Config(source=SourceConfig(table="orders"))
+    return Pipeline(
+        config,
+        layout(),
+        lambda layout: writer,
+        DiscardDeadLetters(),
+        source="replay",
+        clock=lambda: INGESTED_AT_US,
+    )
 
 
 def test_replay_removes_the_letters_that_landed_and_keeps_the_rest_with_the_new_error(
@@ -281,15 +283,9 @@ def test_replay_settles_in_batches(tmp_path: Path) -> None:
     store = LocalDeadLetters(tmp_path)
     for n in range(1, 6):
         store.send([letter_of(record(n), failed_at_us=FAILED_AT + n * 86_400_000_000)])
-    calls: list[int] = []
-
-    class CountingSink(WriterSink):
-        def write(self, changes: Sequence[Change]) -> Any:
-            calls.append(len(changes))
-            return super().write(changes)
-
-    builder = RowBuilder(layout(), clock=lambda: INGESTED_AT_US)
-    report = replay(store, CountingSink(builder, FakeWriter(set())), "orders", batch_size=2)
+    writer = FakeWriter(set())
+    report = replay(store, sink(writer), "orders", batch_size=2)
+    calls = [len(batch) for batch in writer.batches]
     assert calls == [2, 2, 1]
     assert report.landed == 5
 
@@ -303,12 +299,12 @@ def test_the_command_lists_then_replays_and_exits_1_while_letters_stay(tmp_path:
     config = Config(source=SourceConfig(table="orders"))
     args = argparse.Namespace(table=None, batch_size=500, list=True)
     out = io.StringIO()
-    assert run_replay(args, config, store=store, sink=sink(FakeWriter(set())), stdout=out) == 0
+    assert run_replay(args, config, store=store, pipeline=sink(FakeWriter(set())), stdout=out) == 0
     assert out.getvalue().splitlines()[0].startswith("orders\tevt-0001-insert\tlambda\tBigQuery")
     args.list = False
     out = io.StringIO()
     refusing = sink(FakeWriter({"evt-0002-insert"}))
-    assert run_replay(args, config, store=store, sink=refusing, stdout=out) == 1
+    assert run_replay(args, config, store=store, pipeline=refusing, stdout=out) == 1
     assert out.getvalue() == "orders: 1 landed, 1 kept\n"
 
 

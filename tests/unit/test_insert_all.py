@@ -11,8 +11,8 @@ import pytest
 import requests
 from google.api_core import exceptions as api
 
-from ddb2bq.sinks.insert_all import InsertAllWriter
-from ddb2bq.sinks.retry import RetryPolicy
+from ddb2bq.bigquery.insert_all import InsertAllWriter
+from ddb2bq.bigquery.retry import RetryPolicy
 from tests.sink_data import changes, layout, rows_of
 
 TABLE = "p.d.orders_changes"

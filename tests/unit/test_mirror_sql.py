@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ddb2bq.schema import build_layout
-from ddb2bq.sinks.mirror import (
+from ddb2bq.bigquery.mirror import (
     cdc_table_ddl,
     clustering_columns,
     merge_params,
@@ -16,7 +15,8 @@ from ddb2bq.sinks.mirror import (
     view_ddl,
     view_sql,
 )
-from ddb2bq.sinks.sql import TableRef
+from ddb2bq.bigquery.sql import TableRef
+from ddb2bq.schema import build_layout
 
 CHANGES = TableRef("my-project", "dynamodb", "orders_changes")
 MIRROR = TableRef("my-project", "dynamodb", "orders")

@@ -1,20 +1,20 @@
-"""BigQuerySink with fake writers and dead letters: every change gets exactly one outcome."""
+"""The pipeline with fake writers and dead letters: every change gets exactly one outcome, and on
+an ordered stream nothing after the first retryable change is acted upon."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from google.api_core import exceptions as api
 
+from ddb2bq.bigquery import tables
 from ddb2bq.config import ColumnsConfig, Config, SourceConfig, TargetConfig
-from ddb2bq.exceptions import RetryableError
+from ddb2bq.pipeline import ConflictCounter, Pipeline, Unparsed
 from ddb2bq.records import Change, make_seq
-from ddb2bq.rows import Rows
 from ddb2bq.schema import TableLayout, build_layout
-from ddb2bq.sinks.base import DeadLetter, Failure, WriteResult
-from ddb2bq.sinks.bigquery import BigQuerySink, ConflictCounter
+from tests.doubles.dead_letters import ListDeadLetters as FakeDeadLetters
+from tests.doubles.writers import FakeWriter
 
 CONFIG = Config(
     source=SourceConfig(table="orders"),
@@ -22,34 +22,6 @@ CONFIG = Config(
     columns=ColumnsConfig(promote=("total",), types={"total": "INT64"}),
 )
 LAYOUT = build_layout([("id", "S")], promoted={"total": "INT64"})
-
-
-class FakeWriter:
-    """Records each batch; fails the changes whose id ``fail`` names, as ``fail`` says."""
-
-    def __init__(self, fail: Callable[[Rows], bool | None] = lambda rows: None) -> None:
-        self.batches: list[list[Rows]] = []
-        self._fail = fail
-
-    def write(self, batch: Sequence[Rows]) -> WriteResult:
-        self.batches.append(list(batch))
-        failures = []
-        for index, rows in enumerate(batch):
-            retryable = self._fail(rows)
-            if retryable is not None:
-                failures.append(Failure(index, f"row {index} refused", retryable, "total"))
-        return WriteResult(written=len(batch) - len(failures), failures=tuple(failures))
-
-
-class FakeDeadLetters:
-    def __init__(self, down: bool = False) -> None:
-        self.letters: list[DeadLetter] = []
-        self._down = down
-
-    def send(self, letters: Sequence[DeadLetter]) -> None:
-        if self._down:
-            raise RetryableError("The dead-letter bucket is unreachable.")
-        self.letters.extend(letters)
 
 
 def change(key: str, position: int, **attributes: dict[str, Any]) -> Change:
@@ -60,11 +32,26 @@ def change(key: str, position: int, **attributes: dict[str, Any]) -> Change:
                   f"e{position}", table="orders", record=record)  # fmt: skip
 
 
-def sink(writer: FakeWriter, letters: FakeDeadLetters, **kwargs: Any) -> BigQuerySink:
+class Sink:
+    """The pipeline, unordered (as a replay uses it): ``write`` is ``process(ordered=False)``."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.conflicts = pipeline.conflicts
+
+    def write(self, items: Any) -> Any:
+        return self.pipeline.process(items, ordered=False)
+
+
+def pipeline(writer: FakeWriter, letters: FakeDeadLetters, **kwargs: Any) -> Pipeline:
     def factory(layout: TableLayout) -> FakeWriter:
         return writer
 
-    return BigQuerySink(CONFIG, LAYOUT, None, factory, letters, clock=lambda: 42, **kwargs)  # type: ignore[arg-type]
+    return Pipeline(CONFIG, LAYOUT, factory, letters, clock=lambda: 42, **kwargs)
+
+
+def sink(writer: FakeWriter, letters: FakeDeadLetters, **kwargs: Any) -> Sink:
+    return Sink(pipeline(writer, letters, **kwargs))
 
 
 def test_every_change_is_written_when_the_writer_takes_all() -> None:
@@ -116,7 +103,7 @@ def test_when_the_dead_letters_are_down_terminal_changes_become_retryable() -> N
     # GIVEN a row BigQuery refuses and dead letters that cannot be reached
     writer = FakeWriter(lambda rows: False if rows.changelog["id"] == "b" else None)
     # WHEN written THEN the refused change is not lost: it is to be retried
-    result = sink(writer, FakeDeadLetters(down=True)).write([change("a", 1), change("b", 2)])
+    result = sink(writer, FakeDeadLetters(unreachable=True)).write([change("a", 1), change("b", 2)])
     assert [o.status for o in result.outcomes] == ["written", "retryable"]
     assert "unreachable" in result.outcomes[1].reason
 
@@ -171,13 +158,17 @@ class RefusingClient:
         raise self._error
 
 
-def evolving_sink(client: RefusingClient, writer: FakeWriter) -> BigQuerySink:
+def evolving_sink(client: RefusingClient, writer: FakeWriter) -> Sink:
     settings = Config(
         source=SourceConfig(table="orders"),
         target=TargetConfig(project="p", dataset="d"),
         columns=ColumnsConfig(promote=("total", "status")),
     )
-    return BigQuerySink(settings, LAYOUT, client, lambda layout: writer, FakeDeadLetters())  # type: ignore[arg-type]
+
+    def evolve(layout: TableLayout, attributes: Any) -> TableLayout:
+        return tables.evolve(client, settings, layout, attributes)  # type: ignore[arg-type]
+
+    return Sink(Pipeline(settings, LAYOUT, lambda layout: writer, FakeDeadLetters(), evolve=evolve))
 
 
 def test_a_column_bigquery_will_not_add_leaves_the_values_in_item() -> None:
@@ -200,3 +191,86 @@ def test_a_schema_change_that_may_pass_later_makes_the_batch_retryable() -> None
     result = target.write([change("a", 1, status={"S": "new"}), change("b", 2)])
     assert [o.status for o in result.outcomes] == ["retryable", "retryable"]
     assert writer.batches == []
+
+
+# --- ordered streams ---------------------------------------------------------------------------
+
+
+def test_on_an_ordered_stream_nothing_after_the_first_retryable_change_is_acted_upon() -> None:
+    # GIVEN a writer refusing b for now and d for good, and an unparsable record at the end
+    fail = {"b": True, "d": False}
+    writer, letters = FakeWriter(lambda rows: fail.get(rows.changelog["id"])), FakeDeadLetters()
+    bad = Unparsed({"eventID": "e5"}, "no dynamodb section", "e5")
+    batch = [change("a", 1), change("b", 2), change("c", 3), change("d", 4), bad]
+    # WHEN the batch is processed as an ordered stream
+    result = pipeline(writer, letters).process(batch, ordered=True)
+    # THEN a is written, b is to be retried, and everything after b is retryable too:
+    # neither d (refused) nor the unparsable record is dead-lettered (they come again)
+    assert [o.status for o in result.outcomes] == ["written"] + ["retryable"] * 4
+    assert result.first_retryable == 1
+    assert letters.letters == []
+    assert "earlier change" in result.outcomes[2].reason
+
+
+def test_unordered_the_same_batch_settles_everything_it_can() -> None:
+    fail = {"b": True, "d": False}
+    writer, letters = FakeWriter(lambda rows: fail.get(rows.changelog["id"])), FakeDeadLetters()
+    bad = Unparsed({"eventID": "e5"}, "no dynamodb section", "e5")
+    batch = [change("a", 1), change("b", 2), change("c", 3), change("d", 4), bad]
+    result = pipeline(writer, letters).process(batch, ordered=False)
+    assert [o.status for o in result.outcomes] == [
+        "written", "retryable", "written", "dead_lettered", "dead_lettered",
+    ]  # fmt: skip
+    assert letters.event_ids() == ["e4", "e5"]
+
+
+def test_unparsable_records_go_whole_to_the_dead_letters_in_order_with_the_refused_rows() -> None:
+    # GIVEN an unparsable record, a change BigQuery refuses, and another unparsable record
+    writer = FakeWriter(lambda rows: False if rows.changelog["id"] == "b" else None)
+    letters = FakeDeadLetters()
+    first = Unparsed({"eventID": "x1", "eventName": "RESHARD"}, "unknown eventName", "x1")
+    last = Unparsed("not even an object", "a record must be an object")
+    # WHEN processed in order
+    batch = [first, change("a", 1), change("b", 2), last]
+    result = pipeline(writer, letters).process(batch, ordered=True)
+    # THEN all three go, in one send, in the batch's order, each record as it came
+    assert [o.status for o in result.outcomes] == [
+        "dead_lettered", "written", "dead_lettered", "dead_lettered",
+    ]  # fmt: skip
+    assert letters.sends == 1
+    assert [x.record for x in letters.letters][0::2] == [
+        {"eventID": "x1", "eventName": "RESHARD"},
+        "not even an object",
+    ]
+    assert letters.letters[0].error == "The record cannot be parsed: unknown eventName"
+    assert (letters.letters[0].table, letters.letters[0].source) == ("orders", "stream")
+
+
+def test_when_the_dead_letters_are_down_the_ordered_batch_resumes_at_the_first_letter() -> None:
+    # GIVEN a refused row at position 1 and unreachable dead letters
+    writer = FakeWriter(lambda rows: False if rows.changelog["id"] == "b" else None)
+    result = pipeline(writer, FakeDeadLetters(unreachable=True)).process(
+        [change("a", 1), change("b", 2), change("c", 3)], ordered=True
+    )
+    # THEN the refused change and all after it are retried; nothing is lost
+    assert [o.status for o in result.outcomes] == ["written", "retryable", "retryable"]
+
+
+def test_a_writer_outage_makes_its_rows_retryable() -> None:
+    writer = FakeWriter()
+    writer.down = True
+    result = pipeline(writer, FakeDeadLetters()).process([change("a", 1)], ordered=True)
+    assert [o.status for o in result.outcomes] == ["retryable"]
+
+
+def test_the_pipeline_counts_records_rows_dead_letters_retries_and_bytes() -> None:
+    # GIVEN two batches through one pipeline
+    writer = FakeWriter(lambda rows: False if rows.changelog["id"] == "b" else None)
+    target = pipeline(writer, FakeDeadLetters())
+    first = target.process([change("a", 1), change("b", 2)], ordered=True)
+    target.process([change("c", 3)], ordered=True)
+    # THEN each result carries its request costs and the counters add them up
+    assert (first.requests, first.bytes_sent) == (1, 200)
+    counters = target.counters
+    assert (counters.batches, counters.records, counters.written) == (2, 3, 2)
+    assert (counters.dead_lettered, counters.retryable, counters.bytes_sent) == (1, 0, 300)

@@ -16,24 +16,19 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from ddb2bq.schema import build_layout
-from ddb2bq.sinks.insert_all import InsertAllWriter
-from ddb2bq.sinks.rest import (
-    Answer,
-    BigQueryHTTPError,
-    RestClient,
-    error_from_answer,
-    insert_all_body,
-    table_path,
-)
-from ddb2bq.sinks.rest_auth import AuthRequest
-from ddb2bq.sinks.retry import RetryPolicy, classify, splittable
-from ddb2bq.sinks.tables import (
+from ddb2bq.bigquery.auth import AuthRequest
+from ddb2bq.bigquery.errors import BigQueryHTTPError, classify, error_from_answer, splittable
+from ddb2bq.bigquery.insert_all import InsertAllWriter
+from ddb2bq.bigquery.rest import RestClient, insert_all_body, table_path
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.tables import (
     column_of,
     column_of_json,
     layout_from_schema,
     layout_from_schema_json,
 )
+from ddb2bq.bigquery.transport import Answer
+from ddb2bq.schema import build_layout
 from tests.sink_data import changes, layout, rows_of
 
 ENDPOINT = "http://bigquery.test:9050"
@@ -363,9 +358,9 @@ def test_classifying_the_light_clients_errors_imports_no_client_library() -> Non
     # GIVEN a fresh interpreter with only the light path imported
     code = (
         "import sys\n"
-        "from ddb2bq.sinks.rest import BigQueryHTTPError\n"
-        "from ddb2bq.sinks.retry import classify, splittable\n"
-        "from ddb2bq.sinks import clients, tables, bigquery, insert_all\n"
+        "from ddb2bq.bigquery.errors import BigQueryHTTPError\n"
+        "from ddb2bq.bigquery.errors import classify, splittable\n"
+        "from ddb2bq.bigquery import clients, factory, tables, insert_all\nimport ddb2bq.pipeline\n"
         "answers = [classify(BigQueryHTTPError(503, 'x')), splittable(BigQueryHTTPError(400, 'x')),\n"
         "           classify(ValueError('x')), classify(ConnectionResetError())]\n"
         "loaded = [m for m in sys.modules if m.startswith(('google', 'grpc', 'requests'))]\n"

@@ -7,8 +7,9 @@ import pytest
 import requests
 from google.api_core import exceptions as api
 
+from ddb2bq.bigquery.errors import classify
+from ddb2bq.bigquery.retry import RetryPolicy
 from ddb2bq.exceptions import RetryableError, TerminalError
-from ddb2bq.sinks.retry import RetryPolicy, classify
 
 
 class FakeClock:

@@ -10,8 +10,8 @@ from google.api_core import exceptions as api
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ddb2bq.bigquery.sql import TableRef, api_error, param, quote, quote_all
 from ddb2bq.exceptions import RetryableError, TerminalError
-from ddb2bq.sinks.sql import TableRef, api_error, param, quote, quote_all
 
 
 def unquote(quoted: str) -> str:

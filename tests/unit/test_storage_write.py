@@ -13,15 +13,15 @@ from google.cloud.bigquery_storage_v1 import types
 from google.protobuf import descriptor_pb2
 from google.rpc import status_pb2
 
-from ddb2bq.records import from_lambda_record
-from ddb2bq.schema import Column
-from ddb2bq.sinks.retry import RetryPolicy
-from ddb2bq.sinks.storage_write import (
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.storage_write import (
     StorageWriteWriter,
     build_descriptor,
     message_class,
     timestamp_micros,
 )
+from ddb2bq.records import from_lambda_record
+from ddb2bq.schema import Column
 from tests.sink_data import changes, layout, record, rows_of
 
 TABLE = "projects/p/datasets/d/tables/orders_changes"

@@ -1,4 +1,4 @@
-"""The pure parts of ddb2bq.sinks.tables: table names from config, the key from DescribeTable, and
+"""The pure parts of ddb2bq.bigquery.tables: table names from config, the key from DescribeTable, and
 the layout written into (and read back from) a changelog's schema."""
 
 from __future__ import annotations
@@ -8,17 +8,17 @@ from typing import Any
 import pytest
 from google.cloud import bigquery
 
-from ddb2bq.config import ColumnsConfig, Config, SourceConfig, TargetConfig
-from ddb2bq.exceptions import ConfigError
-from ddb2bq.schema import Column, build_layout
-from ddb2bq.sinks.tables import (
+from ddb2bq.bigquery.tables import (
     TableRefs,
     column_of,
-    describe_key_schema,
     initial_layout,
     layout_from_schema,
     schema_field,
 )
+from ddb2bq.config import ColumnsConfig, Config, SourceConfig, TargetConfig
+from ddb2bq.dynamodb.tables import describe_key_schema
+from ddb2bq.exceptions import ConfigError
+from ddb2bq.schema import Column, build_layout
 
 CONFIG = Config(
     source=SourceConfig(table="orders"),

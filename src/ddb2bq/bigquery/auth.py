@@ -4,7 +4,7 @@ Credentials refresh their tokens with HTTP requests of their own (Google's STS a
 credentials for workload identity federation, the OAuth token endpoint for a service-account
 key). google-auth ships transports on ``requests`` and ``urllib3``, which cost a cold start
 100-200 ms to import; :class:`AuthRequest` sends them through the light client's
-:class:`~ddb2bq.sinks.rest.Connections` instead, on the same keep-alive connections. Imported
+:class:`~ddb2bq.bigquery.rest.Connections` instead, on the same keep-alive connections. Imported
 only when credentials are used.
 
 >>> credentials.before_request(AuthRequest(Connections(), 60), "GET", url, headers)  # doctest: +SKIP
@@ -17,11 +17,11 @@ from typing import Any
 
 from google.auth import exceptions, transport
 
-from ddb2bq.sinks.rest import Answer, Transport
+from ddb2bq.bigquery.transport import Answer, Transport
 
 
 class AuthResponse(transport.Response):
-    """An :class:`~ddb2bq.sinks.rest.Answer` as google-auth reads a response."""
+    """An :class:`~ddb2bq.bigquery.rest.Answer` as google-auth reads a response."""
 
     def __init__(self, answer: Answer) -> None:
         self._answer = answer
@@ -43,7 +43,7 @@ class AuthResponse(transport.Response):
 
 
 class AuthRequest(transport.Request):
-    """A ``google.auth.transport.Request`` over a :class:`~ddb2bq.sinks.rest.Transport`;
+    """A ``google.auth.transport.Request`` over a :class:`~ddb2bq.bigquery.rest.Transport`;
     a request that gets no answer raises google-auth's ``TransportError``."""
 
     def __init__(self, sender: Transport, timeout: float) -> None:

@@ -2,7 +2,7 @@
 
 The one place that decides how ddb2bq reaches each service; everything else takes clients as
 parameters. The Google client libraries are imported when a client is made, not with this module:
-the Lambda's ``insertAll`` path uses :func:`rest_client` (:mod:`ddb2bq.sinks.rest`) and never
+the Lambda's ``insertAll`` path uses :func:`rest_client` (:mod:`ddb2bq.bigquery.rest`) and never
 imports them. ``[target] endpoint`` (and ``grpc_endpoint``) point BigQuery at a local emulator,
 reached without credentials; otherwise the credentials come from ``[google]``
 (:mod:`ddb2bq.credentials`: workload identity, a Secrets Manager key, or application defaults).
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ddb2bq.bigquery.insert_all import InsertClient
+from ddb2bq.bigquery.rest import RestClient
+from ddb2bq.bigquery.tables import TableRefs
 from ddb2bq.config import Config
+from ddb2bq.contract import Writer
 from ddb2bq.credentials import CredentialsProvider, anonymous_credentials
+from ddb2bq.pipeline import WriterFactory
 from ddb2bq.schema import TableLayout
-from ddb2bq.sinks.base import Writer
-from ddb2bq.sinks.bigquery import WriterFactory
-from ddb2bq.sinks.insert_all import InsertClient
-from ddb2bq.sinks.rest import RestClient
-from ddb2bq.sinks.tables import TableRefs
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -93,7 +93,7 @@ def changelog_writer_for(
     client or the light one (insertAll only)."""
     refs = TableRefs.from_config(config, client.project)
     if config.target.writer == "insert_all":
-        from ddb2bq.sinks.insert_all import InsertAllWriter  # noqa: PLC0415
+        from ddb2bq.bigquery.insert_all import InsertAllWriter  # noqa: PLC0415
 
         inserter: InsertClient = client
 
@@ -101,7 +101,7 @@ def changelog_writer_for(
             return InsertAllWriter(inserter, refs.changes.api, layout.changelog_columns())
 
         return insert_all
-    from ddb2bq.sinks.storage_write import StorageWriteWriter  # noqa: PLC0415
+    from ddb2bq.bigquery.storage_write import StorageWriteWriter  # noqa: PLC0415
 
     write_client = write_client or bigquery_write_client(config)
     path = _table_path(refs.changes.project, refs.changes.dataset, refs.changes.table)
@@ -116,7 +116,7 @@ def cdc_writer_for(
     config: Config, client: bigquery.Client | RestClient, write_client: Any = None
 ) -> WriterFactory:
     """``layout -> Writer`` of the ``cdc`` mirror's UPSERT/DELETE rows (Storage Write)."""
-    from ddb2bq.sinks.storage_write import StorageWriteWriter  # noqa: PLC0415
+    from ddb2bq.bigquery.storage_write import StorageWriteWriter  # noqa: PLC0415
 
     refs = TableRefs.from_config(config, client.project)
     write_client = write_client or bigquery_write_client(config)

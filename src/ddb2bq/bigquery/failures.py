@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ddb2bq.contract import Failure
 from ddb2bq.records import Change
-from ddb2bq.sinks.base import Failure
 
 
 def describe(change: Change) -> str:

@@ -12,8 +12,8 @@ BigQuery answers ``invalid`` (with the column in ``location``) for that row and 
 the others. Each ``invalid`` row becomes a terminal failure naming the column; the rows that were
 only collateral are sent again, once, without the bad ones, so one bad row costs only itself.
 A failure of the whole request (429, 5xx, timeout, reset connection, ``notFound`` when the
-table was dropped) is retried by the :class:`~ddb2bq.sinks.retry.RetryPolicy` when
-:func:`~ddb2bq.sinks.retry.classify` says it may pass, then reported for every row of the request.
+table was dropped) is retried by the :class:`~ddb2bq.bigquery.retry.RetryPolicy` when
+:func:`~ddb2bq.bigquery.retry.classify` says it may pass, then reported for every row of the request.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from typing import Any, Protocol
 
 import orjson
 
+from ddb2bq.bigquery.errors import RETRYABLE_REASONS
+from ddb2bq.bigquery.failures import row_failure
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.sending import Pending, Refusal, Tally, chunks, send_chunk
+from ddb2bq.contract import WriteResult
 from ddb2bq.rows import Rows
 from ddb2bq.schema import Column
-from ddb2bq.sinks.base import WriteResult
-from ddb2bq.sinks.failures import row_failure
-from ddb2bq.sinks.retry import RETRYABLE_REASONS, RetryPolicy
-from ddb2bq.sinks.sending import Pending, Refusal, Tally, chunks, send_chunk
 
 MAX_ROW_BYTES = 10_000_000
 """BigQuery's limit on one streamed row."""
@@ -38,7 +39,7 @@ _COLLATERAL = frozenset(("stopped", "timeout", *RETRYABLE_REASONS))
 
 class InsertClient(Protocol):
     """The part of ``google.cloud.bigquery.Client`` this writer uses; the light
-    :class:`~ddb2bq.sinks.rest.RestClient` has it too, with the same semantics."""
+    :class:`~ddb2bq.bigquery.rest.RestClient` has it too, with the same semantics."""
 
     def insert_rows_json(
         self,
@@ -55,7 +56,7 @@ class InsertClient(Protocol):
 
 
 class InsertAllWriter:
-    """Writes the changelog rows of a batch with ``insertAll``; a :class:`~ddb2bq.sinks.base.Writer`.
+    """Writes the changelog rows of a batch with ``insertAll``; a :class:`~ddb2bq.contract.Writer`.
 
     ``table_ref`` is ``"project.dataset.table"`` (or a ``TableReference``); ``columns`` are the
     table's columns: a row holding another column fails instead of being cut silently.

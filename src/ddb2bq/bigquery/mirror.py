@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ddb2bq.bigquery.sql import TableRef, param, quote, quote_all, run_query
 from ddb2bq.records import now_micros
 from ddb2bq.schema import Column, TableLayout
-from ddb2bq.sinks.sql import TableRef, param, quote, quote_all, run_query
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -183,7 +183,7 @@ def run_merge(
 ) -> MergeResult:
     """Run the incremental MERGE once, then move the watermark to this run's start time.
 
-    ``layout`` must be the changelog's current layout: :func:`ddb2bq.sinks.tables.merge_mirror`
+    ``layout`` must be the changelog's current layout: :func:`ddb2bq.bigquery.tables.merge_mirror`
     reads it first, and is what a scheduler or the runner should call.
 
     The watermark is a label on the mirror table, written only after the MERGE succeeded: a run

@@ -19,13 +19,13 @@ semantics of the ``google.cloud.bigquery.Client`` methods of the same names:
 Over ``http.client``, one keep-alive connection per host; a connection the server closed while
 idle is noticed before it is used, and replaced. An HTTP error answer raises
 :class:`BigQueryHTTPError` with the status code and BigQuery's ``errors`` (their ``reason`` is
-what :func:`ddb2bq.sinks.retry.classify` reads, as for the full client's exceptions); a network
+what :func:`ddb2bq.bigquery.errors.classify` reads, as for the full client's exceptions); a network
 failure raises ``ConnectionError`` or ``TimeoutError``. Nothing is retried here (the writers'
-:class:`~ddb2bq.sinks.retry.RetryPolicy` does that), except one resend after HTTP 401 with
+:class:`~ddb2bq.bigquery.retry.RetryPolicy` does that), except one resend after HTTP 401 with
 refreshed credentials, as google-auth's authorized sessions do.
 
 Credentials are google-auth credentials, refreshed through these same connections
-(:mod:`ddb2bq.sinks.rest_auth`), so neither ``requests`` nor ``urllib3`` is imported; ``None``
+(:mod:`ddb2bq.bigquery.auth`), so neither ``requests`` nor ``urllib3`` is imported; ``None``
 sends no ``Authorization`` header (the local emulator). Proxies set in the environment
 (``HTTPS_PROXY``) are not used. Thread-safe: requests are sent one at a time.
 
@@ -37,21 +37,17 @@ sends no ``Authorization`` header (the local emulator). Proxies set in the envir
 
 from __future__ import annotations
 
-import http.client
-import select
-import threading
 import uuid
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 
-if TYPE_CHECKING:
-    import ssl
+from ddb2bq.bigquery.errors import error_from_answer
+from ddb2bq.bigquery.transport import Answer, Connections, Transport
 
+if TYPE_CHECKING:
     from google.auth.credentials import Credentials
     from google.auth.transport import Request
 
@@ -61,101 +57,12 @@ DEFAULT_TIMEOUT = 60.0
 
 _API_ROOT = "/bigquery/v2"
 _PATH_SAFE = "!$&'()*+,;=:@~"  # RFC 3986 characters of a path segment: kept, the rest escaped
-_MAX_ERROR_TEXT = 1000
 _USER_AGENT = "ddb2bq (light REST client)"
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An HTTP answer: status, headers (names in lower case), body (decompressed)."""
-
-    status: int
-    headers: Mapping[str, str]
-    data: bytes
-
-
-class Transport(Protocol):
-    """Sends one HTTP request and returns the answer (:class:`Connections` is the real one)."""
-
-    def send(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
-    ) -> Answer:
-        """Send the request; raise ConnectionError or TimeoutError when no answer comes."""
-        ...
-
-    def close(self) -> None:
-        """Close what is open."""
-        ...
-
-
-class BigQueryHTTPError(Exception):
-    """BigQuery answered with an HTTP error status.
-
-    ``code`` is the HTTP status, ``errors`` BigQuery's error list (each with a ``reason`` such
-    as ``notFound``, ``invalid``, ``rateLimitExceeded``, ``backendError``) and ``status`` the
-    canonical status name (``NOT_FOUND``). The text reads like the full client's exceptions:
-    ``404 GET https://...: Not found: Table p:d.t``.
-    """
-
-    def __init__(
-        self,
-        code: int,
-        message: str,
-        *,
-        errors: Sequence[Mapping[str, Any]] = (),
-        status: str = "",
-        method: str = "",
-        url: str = "",
-    ) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-        self.errors = [dict(e) for e in errors]
-        self.status = status
-        self.method = method
-        self.url = url
-
-    @property
-    def reasons(self) -> list[str]:
-        """The ``reason`` of each of BigQuery's errors."""
-        return [str(e.get("reason", "")) for e in self.errors]
-
-    def __str__(self) -> str:
-        where = f"{self.method} {self.url}: " if self.method else ""
-        return f"{self.code} {where}{self.message}"
-
-
-def error_from_answer(answer: Answer, method: str, url: str) -> BigQueryHTTPError:
-    """The error of a non-2xx answer, read from BigQuery's ``{"error": {...}}`` body.
-
-    >>> body = b'{"error": {"code": 404, "message": "Not found: Table p:d.t", "status": "NOT_FOUND",'
-    >>> body += b' "errors": [{"reason": "notFound", "message": "Not found: Table p:d.t"}]}}'
-    >>> error = error_from_answer(Answer(404, {}, body), "GET", "https://x/t")
-    >>> error.code, error.reasons, str(error)
-    (404, ['notFound'], '404 GET https://x/t: Not found: Table p:d.t')
-    """
-    try:
-        payload = orjson.loads(answer.data)
-    except orjson.JSONDecodeError:
-        payload = None
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if not isinstance(error, dict):
-        text = answer.data.decode("utf-8", "replace").strip()[:_MAX_ERROR_TEXT]
-        error = {"message": text or "unknown error"}
-    errors = [e for e in error.get("errors") or () if isinstance(e, dict)]
-    return BigQueryHTTPError(
-        answer.status,
-        str(error.get("message") or "unknown error"),
-        errors=errors,
-        status=str(error.get("status") or ""),
-        method=method,
-        url=url,
-    )
 
 
 def table_path(table: object, default_project: str) -> str:
     """The REST path of ``table`` (``project.dataset.table`` text, or ``dataset.table`` in
-    ``default_project``; a :class:`~ddb2bq.sinks.sql.TableRef` reads as the former).
+    ``default_project``; a :class:`~ddb2bq.bigquery.sql.TableRef` reads as the former).
 
     >>> table_path("my-project.dynamodb.orders_changes", "other")
     '/projects/my-project/datasets/dynamodb/tables/orders_changes'
@@ -310,104 +217,7 @@ class RestClient:
 
     def _auth(self) -> Request:
         if self._auth_request is None:
-            from ddb2bq.sinks.rest_auth import AuthRequest  # noqa: PLC0415 (google-auth: lazy)
+            from ddb2bq.bigquery.auth import AuthRequest  # noqa: PLC0415 (google-auth: lazy)
 
             self._auth_request = AuthRequest(self._transport, self._timeout)
         return self._auth_request
-
-
-class Connections:
-    """Keep-alive HTTP/1.1 connections, one per scheme, host and port; a :class:`Transport`.
-
-    A connection the server closed while idle (it shows as readable: end of file) is dropped
-    before a request would be sent on it, so no request is lost on it. ``ssl_context`` defaults
-    to the system's trust store, or certifi's bundle when certifi is installed (as requests).
-    """
-
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._open: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
-        self._lock = threading.Lock()
-        self._ssl_context = ssl_context
-
-    def send(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
-    ) -> Answer:
-        """Send one request and read the whole answer."""
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        with self._lock:
-            connection = self._connection(parts.scheme, parts.hostname or "", parts.port, timeout)
-            try:
-                connection.request(method, target, body=body, headers=dict(headers))
-                response = connection.getresponse()
-                data = response.read()
-            except TimeoutError as exc:
-                connection.close()
-                raise TimeoutError(f"{method} {url}: no answer within {timeout:g} s.") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                raise ConnectionError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        names = {name.lower(): value for name, value in response.getheaders()}
-        if names.get("content-encoding") == "gzip":
-            data = zlib.decompress(data, 16 + zlib.MAX_WBITS)
-        return Answer(response.status, names, data)
-
-    def close(self) -> None:
-        """Close every connection."""
-        with self._lock:
-            for connection in self._open.values():
-                connection.close()
-            self._open.clear()
-
-    def _connection(
-        self, scheme: str, host: str, port: int | None, timeout: float
-    ) -> http.client.HTTPConnection:
-        key = (scheme, host, port)
-        connection = self._open.get(key)
-        if connection is None:
-            connection = self._new(scheme, host, port, timeout)
-            self._open[key] = connection
-        elif _dropped(connection):
-            connection.close()  # the next request opens it again
-        connection.timeout = timeout
-        if connection.sock is not None:
-            connection.sock.settimeout(timeout)
-        return connection
-
-    def _new(
-        self, scheme: str, host: str, port: int | None, timeout: float
-    ) -> http.client.HTTPConnection:
-        if scheme == "http":
-            return http.client.HTTPConnection(host, port, timeout=timeout)
-        if scheme == "https":
-            context = self._context()
-            return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-        raise ValueError(f"Cannot send to a {scheme!r} URL: only http and https.")
-
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl_context is None:
-            import ssl  # noqa: PLC0415 (not needed for a plain-HTTP emulator)
-
-            self._ssl_context = ssl.create_default_context(cafile=_ca_bundle())
-        return self._ssl_context
-
-
-def _dropped(connection: http.client.HTTPConnection) -> bool:
-    """True when an idle connection's socket is readable: the server closed it (or sent
-    something unasked); either way it cannot carry the next request."""
-    sock = connection.sock
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-def _ca_bundle() -> str | None:
-    try:
-        import certifi  # noqa: PLC0415 (optional: the system's trust store otherwise)
-    except ImportError:
-        return None
-    return str(certifi.where())

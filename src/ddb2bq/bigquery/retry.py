@@ -1,135 +1,23 @@
-"""Retrying a request: which errors are worth another try, and how long to wait between tries.
+"""Retrying a request: bounded exponential backoff with full jitter.
 
-:func:`classify` is the one place that decides whether an error from the BigQuery REST clients
-(``google.api_core`` exceptions and ``requests``; the light client's
-:class:`~ddb2bq.sinks.rest.BigQueryHTTPError`), the Storage Write API (gRPC) or the network is
-retryable:
-
-=====================================================  =========
-error                                                  retryable
-=====================================================  =========
-HTTP 429, 500, 502, 503, 504                           yes
-reason ``rateLimitExceeded``, ``backendError``,        yes
-``internalError``, ``badGateway`` (any status)
-gRPC UNAVAILABLE, RESOURCE_EXHAUSTED,                  yes
-DEADLINE_EXCEEDED, INTERNAL
-timeouts, connection refused or reset, cut streams     yes
-:class:`~ddb2bq.exceptions.RetryableError`             yes
-anything else: 400 invalid, 404 notFound (table        no
-dropped), 403 accessDenied, INVALID_ARGUMENT,
-NOT_FOUND, :class:`~ddb2bq.exceptions.TerminalError`
-=====================================================  =========
-
-:class:`RetryPolicy` retries with bounded exponential backoff and full jitter (each wait is
-uniform in ``[0, min(maximum, initial * multiplier ** attempt)]``), within ``max_attempts`` and
-an overall ``deadline``. The writers pass ``retry=None`` to the Google clients, whose own retries
-run for up to 600 s (REST) or a day (Storage Write), so that these bounds are the only ones.
-
-Classifying imports nothing: an error of ``google.api_core``, ``requests`` or ``grpc`` can only
-exist once its library was imported, so those classes are looked up in ``sys.modules``, and the
-Lambda's light ``insertAll`` path never pays for the Google client libraries.
+:class:`RetryPolicy` retries what :func:`ddb2bq.bigquery.errors.classify` calls retryable, with
+bounded exponential backoff and full jitter (each wait is uniform in ``[0, min(maximum, initial *
+multiplier ** attempt)]``), within ``max_attempts`` and an overall ``deadline``. The writers pass
+``retry=None`` to the Google clients, whose own retries run for up to 600 s (REST) or a day
+(Storage Write), so that these bounds are the only ones.
 """
 
 from __future__ import annotations
 
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from ddb2bq.exceptions import RetryableError, TerminalError
-from ddb2bq.sinks.rest import BigQueryHTTPError
+from ddb2bq.bigquery.errors import classify
 
 T = TypeVar("T")
-
-RETRYABLE_REASONS = frozenset(("rateLimitExceeded", "backendError", "internalError", "badGateway"))
-"""BigQuery error reasons that a later identical request may not meet (as BigQuery's own client)."""
-
-RETRYABLE_GRPC_CODES = frozenset(
-    ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "INTERNAL")
-)
-"""gRPC status code names worth another try."""
-
-RETRYABLE_STATUS = frozenset((429, 500, 502, 503, 504))
-"""HTTP statuses worth another try (the full client's exception classes for them, below)."""
-
-_RETRYABLE_API = (
-    "TooManyRequests",
-    "InternalServerError",
-    "BadGateway",
-    "ServiceUnavailable",
-    "GatewayTimeout",
-    "DeadlineExceeded",
-    "ResourceExhausted",
-)
-_RETRYABLE_REQUESTS = ("ConnectionError", "Timeout", "ChunkedEncodingError")
-
-
-def classify(exc: BaseException) -> bool:
-    """True when the request that raised ``exc`` may succeed if sent again later.
-
-    >>> classify(BigQueryHTTPError(503, "try later")), classify(BigQueryHTTPError(404, "gone"))
-    (True, False)
-    """
-    if isinstance(exc, RetryableError):
-        return True
-    if isinstance(exc, TerminalError):
-        return False
-    if isinstance(exc, (ConnectionError, TimeoutError, *_classes("requests.exceptions"))):
-        return True
-    if isinstance(exc, BigQueryHTTPError):
-        return exc.code in RETRYABLE_STATUS or bool(RETRYABLE_REASONS & set(exc.reasons))
-    api = sys.modules.get("google.api_core.exceptions")
-    if api is not None:
-        if isinstance(exc, _classes("google.api_core.exceptions")):
-            return True
-        if isinstance(exc, api.GoogleAPICallError):
-            return bool(RETRYABLE_REASONS & set(_reasons(exc)))
-    code = _grpc_code_name(exc)
-    if code is not None:
-        return code in RETRYABLE_GRPC_CODES
-    cause = exc.__cause__ or exc.__context__
-    return cause is not None and cause is not exc and classify(cause)
-
-
-def splittable(exc: BaseException) -> bool:
-    """True when a terminal request error may come from one row of it (HTTP 400, gRPC
-    INVALID_ARGUMENT): sending the halves separately isolates the row.
-
-    >>> splittable(BigQueryHTTPError(400, "Could not decode string as base64"))
-    True
-    >>> splittable(BigQueryHTTPError(404, "Not found: Table p:d.t"))
-    False
-    """
-    if isinstance(exc, BigQueryHTTPError):
-        return exc.code == 400 and not classify(exc)
-    api = sys.modules.get("google.api_core.exceptions")
-    return api is not None and isinstance(exc, api.BadRequest) and not classify(exc)
-
-
-def _classes(module: str) -> tuple[type[BaseException], ...]:
-    """The retryable exception classes of ``module`` when it is imported, else none."""
-    loaded = sys.modules.get(module)
-    if loaded is None:
-        return ()
-    names = _RETRYABLE_API if module.startswith("google") else _RETRYABLE_REQUESTS
-    return tuple(getattr(loaded, name) for name in names)
-
-
-def _reasons(exc: Any) -> list[str]:
-    return [str(e.get("reason", "")) for e in exc.errors if isinstance(e, dict)]
-
-
-def _grpc_code_name(exc: BaseException) -> str | None:
-    """The status code name of a raw ``grpc.RpcError`` (one the API core did not wrap)."""
-    code = getattr(exc, "code", None)
-    if not callable(code) or not type(exc).__module__.startswith("grpc"):
-        return None
-    value = code()
-    name = getattr(value, "name", None)
-    return name if isinstance(name, str) else None
 
 
 @dataclass(frozen=True)

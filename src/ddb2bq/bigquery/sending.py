@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ddb2bq.bigquery.errors import splittable
+from ddb2bq.bigquery.failures import request_failures, row_failure
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.contract import Failure, WriteResult
 from ddb2bq.records import Change
-from ddb2bq.sinks.base import Failure, WriteResult
-from ddb2bq.sinks.failures import request_failures, row_failure
-from ddb2bq.sinks.retry import RetryPolicy, splittable
 
 
 @dataclass(frozen=True, slots=True)

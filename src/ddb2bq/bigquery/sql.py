@@ -21,8 +21,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ddb2bq.bigquery.errors import classify
 from ddb2bq.exceptions import RetryableError, TerminalError
-from ddb2bq.sinks.retry import classify
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -177,6 +177,6 @@ def api_error(exc: BaseException, what: str) -> RetryableError | TerminalError:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether a BigQuery error may pass: :func:`ddb2bq.sinks.retry.classify`, plus DML that
+    """Whether a BigQuery error may pass: :func:`ddb2bq.bigquery.retry.classify`, plus DML that
     lost a race with a concurrent update of the same table (BigQuery asks to retry those)."""
     return classify(exc) or "concurrent update" in str(exc).lower()

@@ -46,13 +46,13 @@ from google.cloud.bigquery_storage_v1 import types
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+from ddb2bq.bigquery.failures import row_failure
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.sending import Pending, Refusal, Tally, chunks, send_chunk
+from ddb2bq.contract import WriteResult
 from ddb2bq.exceptions import RetryableError, TerminalError
 from ddb2bq.rows import Row, Rows
 from ddb2bq.schema import Column
-from ddb2bq.sinks.base import WriteResult
-from ddb2bq.sinks.failures import row_failure
-from ddb2bq.sinks.retry import RetryPolicy
-from ddb2bq.sinks.sending import Pending, Refusal, Tally, chunks, send_chunk
 
 CHANGE_TYPE = "_CHANGE_TYPE"
 CHANGE_SEQUENCE_NUMBER = "_CHANGE_SEQUENCE_NUMBER"
@@ -240,7 +240,7 @@ def cdc_row(rows: Rows, keys: Sequence[str]) -> Row | None:
 
 
 class StorageWriteWriter:
-    """Writes a batch through the Storage Write API default stream; a :class:`~ddb2bq.sinks.base.Writer`.
+    """Writes a batch through the Storage Write API default stream; a :class:`~ddb2bq.contract.Writer`.
 
     ``write_client`` is a ``BigQueryWriteClient``; ``table_path`` is
     ``projects/P/datasets/D/tables/T``; ``columns`` the table's columns. Without ``cdc`` it

@@ -28,10 +28,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ddb2bq.config import Config
-from ddb2bq.exceptions import ConfigError, RetryableError
-from ddb2bq.schema import CHANGELOG_COLUMNS, Column, TableLayout, build_layout
-from ddb2bq.sinks.mirror import (
+from ddb2bq.bigquery.errors import BigQueryHTTPError
+from ddb2bq.bigquery.mirror import (
     DEFAULT_LOOKBACK,
     MergeResult,
     cdc_table_ddl,
@@ -39,9 +37,19 @@ from ddb2bq.sinks.mirror import (
     run_merge,
     view_ddl,
 )
-from ddb2bq.sinks.rest import BigQueryHTTPError, RestClient
-from ddb2bq.sinks.retry import RetryPolicy
-from ddb2bq.sinks.sql import DEFAULT_DEADLINE, TableRef, api_error, api_errors, api_retry, run_query
+from ddb2bq.bigquery.rest import RestClient
+from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.sql import (
+    DEFAULT_DEADLINE,
+    TableRef,
+    api_error,
+    api_errors,
+    api_retry,
+    run_query,
+)
+from ddb2bq.config import Config
+from ddb2bq.exceptions import ConfigError, RetryableError
+from ddb2bq.schema import CHANGELOG_COLUMNS, Column, TableLayout, build_layout
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -98,21 +106,6 @@ class InitReport:
     actions: list[str] = field(default_factory=list)
 
 
-def describe_key_schema(dynamodb: Any, table: str) -> list[tuple[str, str]]:
-    """The key of DynamoDB ``table`` as ``[(attribute, "S"|"N"|"B")]``, hash key first.
-
-    >>> describe_key_schema(boto3.client("dynamodb"), "orders")  # doctest: +SKIP
-    [('customer', 'S'), ('order_id', 'N')]
-    """
-    try:
-        description = dynamodb.describe_table(TableName=table)["Table"]
-    except dynamodb.exceptions.ResourceNotFoundException as exc:
-        raise ConfigError(f"The DynamoDB table {table!r} does not exist: check [source]") from exc
-    types = {d["AttributeName"]: d["AttributeType"] for d in description["AttributeDefinitions"]}
-    keys = sorted(description["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
-    return [(k["AttributeName"], types[k["AttributeName"]]) for k in keys]
-
-
 def initial_layout(config: Config, key_schema: Sequence[tuple[str, str]]) -> TableLayout:
     """The layout before any item is seen: keys, and promoted attributes whose type is configured
     (the others get a column once a value shows their type)."""
@@ -142,7 +135,7 @@ def load_layout(
     ``ingested_at`` and ``new_image`` (where the changelog puts them) and ``soft`` the delete
     mode, so that ``ddb2bq merge`` needs no DynamoDB access. Raises ConfigError when the
     changelog does not exist yet: run ``ddb2bq init`` first. ``client`` is the full client or
-    the light :class:`~ddb2bq.sinks.rest.RestClient` (the Lambda's), with the same result.
+    the light :class:`~ddb2bq.bigquery.rest.RestClient` (the Lambda's), with the same result.
     """
     fields = _schema_json(client, refs.changes)
     if fields is None:

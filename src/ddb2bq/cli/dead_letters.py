@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from ddb2bq.cli.common import AddConfig
 from ddb2bq.config import Config
 from ddb2bq.exceptions import ConfigError
 
-AddConfig = Callable[[argparse.ArgumentParser], None]
+if TYPE_CHECKING:
+    from ddb2bq.pipeline import Pipeline
+
 EXIT_LETTERS_LEFT = 1
 
 
@@ -45,12 +47,13 @@ def run_replay(
     config: Config,
     *,
     store: Any = None,
-    sink: Any = None,
+    pipeline: Pipeline | None = None,
     stdout: TextIO | None = None,
 ) -> int:
     """``ddb2bq replay-dead-letters``: replay, then print what landed and what stays."""
-    from ddb2bq.sinks.dead_letters import dead_letters_from_config  # noqa: PLC0415
-    from ddb2bq.sinks.dead_letters.replay import replay  # noqa: PLC0415
+    from ddb2bq.dead_letters.replay import replay  # noqa: PLC0415
+    from ddb2bq.dead_letters.stores import dead_letters_from_config  # noqa: PLC0415
+    from ddb2bq.state.factory import generation_of  # noqa: PLC0415
 
     out = stdout or sys.stdout
     table = args.table or config.source.table
@@ -65,9 +68,9 @@ def run_replay(
         return 0
     report = replay(
         store,
-        sink or replay_sink(config),
+        pipeline or replay_pipeline(config),
         table,
-        generation=config.source.generation,
+        generation=generation_of(config).current(),
         batch_size=args.batch_size,
     )
     print(
@@ -78,28 +81,10 @@ def run_replay(
     return EXIT_LETTERS_LEFT if report.kept else 0
 
 
-def replay_sink(config: Config, client: Any = None) -> Any:
-    """The BigQuery sink of ``config`` for a replay: the changelog's current layout, the
-    configured writer (and the cdc writer), and no dead letters of its own."""
-    from ddb2bq.sinks.bigquery import BigQuerySink  # noqa: PLC0415
-    from ddb2bq.sinks.clients import (  # noqa: PLC0415
-        bigquery_client,
-        cdc_writer_for,
-        changelog_writer_for,
-    )
-    from ddb2bq.sinks.dead_letters.replay import DiscardDeadLetters  # noqa: PLC0415
-    from ddb2bq.sinks.tables import TableRefs, load_layout  # noqa: PLC0415
+def replay_pipeline(config: Config, client: Any = None) -> Pipeline:
+    """The pipeline of ``config`` for a replay (:mod:`ddb2bq.bigquery.factory`), with no dead
+    letters of its own: the replay keeps the original letters until they land."""
+    from ddb2bq.bigquery.factory import pipeline_from_config  # noqa: PLC0415 (heavy: lazy)
+    from ddb2bq.dead_letters.replay import DiscardDeadLetters  # noqa: PLC0415
 
-    client = client or bigquery_client(config)
-    refs = TableRefs.from_config(config, client.project)
-    layout = load_layout(client, refs, soft=config.target.deletes == "soft")
-    mirror = cdc_writer_for(config, client) if config.target.mirror == "cdc" else None
-    return BigQuerySink(
-        config,
-        layout,
-        client,
-        changelog_writer_for(config, client),
-        DiscardDeadLetters(),
-        mirror_writer_for=mirror,
-        source="replay",
-    )
+    return pipeline_from_config(config, DiscardDeadLetters(), client=client, source="replay")

@@ -1,6 +1,6 @@
 """The deploy subcommands of ``ddb2bq``: ``package``, ``template``, ``enable-stream``, ``deploy``.
 
-Thin: each parses its options, calls :mod:`.package`, :mod:`.template` or :mod:`.stack`, and
+Thin: each parses its options, calls :mod:`ddb2bq.deploy.package`, :mod:`~ddb2bq.deploy.template` or :mod:`~ddb2bq.deploy.stack`, and
 prints. AWS clients come from ``client_factory`` (boto3 by default, in ``[source] region``), so
 tests pass clients on moto.
 """
@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from ddb2bq.cli.common import AddConfig
 from ddb2bq.config import Config
 from ddb2bq.deploy import package, stack, template
 from ddb2bq.exceptions import ConfigError
 
 ClientFactory = Callable[[str, Config], Any]
-AddConfig = Callable[[argparse.ArgumentParser], None]
 
 
 def register(commands: Any, add_config: AddConfig) -> None:

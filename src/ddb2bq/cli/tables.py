@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TextIO
 
+from ddb2bq.cli.common import AddConfig
 from ddb2bq.config import Config
 from ddb2bq.exceptions import ConfigError
 
 # The BigQuery client library takes a second to import: the commands import it when they run,
 # so that registering them costs the rest of the command line nothing.
-
-AddConfig = Callable[[argparse.ArgumentParser], None]
 
 
 def register(commands: Any, add_config: AddConfig) -> None:
@@ -65,8 +63,9 @@ def run_init(
     stdout: TextIO | None = None,
 ) -> int:
     """``ddb2bq init``: create or complete the tables; print each step."""
-    from ddb2bq.sinks.clients import bigquery_client, dynamodb_client  # noqa: PLC0415
-    from ddb2bq.sinks.tables import describe_key_schema, init_tables, initial_layout  # noqa: PLC0415
+    from ddb2bq.bigquery.clients import bigquery_client, dynamodb_client  # noqa: PLC0415
+    from ddb2bq.bigquery.tables import init_tables, initial_layout  # noqa: PLC0415
+    from ddb2bq.dynamodb.tables import describe_key_schema  # noqa: PLC0415
 
     out = stdout or sys.stdout
     _require_table(config)
@@ -86,9 +85,9 @@ def run_merge_command(
     stdout: TextIO | None = None,
 ) -> int:
     """``ddb2bq merge``: run the MERGE once; print rows inserted, updated and deleted."""
-    from ddb2bq.sinks.clients import bigquery_client  # noqa: PLC0415
-    from ddb2bq.sinks.mirror import DEFAULT_LOOKBACK  # noqa: PLC0415
-    from ddb2bq.sinks.tables import TableRefs, merge_mirror  # noqa: PLC0415
+    from ddb2bq.bigquery.clients import bigquery_client  # noqa: PLC0415
+    from ddb2bq.bigquery.mirror import DEFAULT_LOOKBACK  # noqa: PLC0415
+    from ddb2bq.bigquery.tables import TableRefs, merge_mirror  # noqa: PLC0415
 
     out = stdout or sys.stdout
     if config.target.mirror != "merge":

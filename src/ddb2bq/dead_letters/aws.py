@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ddb2bq.contract import DeadLetter
+from ddb2bq.dead_letters.format import Claim, day, decode_letter, encode_letter, safe_name
 from ddb2bq.exceptions import RecordError, RetryableError, TerminalError
-from ddb2bq.sinks.base import DeadLetter
-from ddb2bq.sinks.dead_letters.format import Claim, day, decode_letter, encode_letter, safe_name
 
 SQS_MAX_BYTES = 256 * 1024
 SQS_BATCH = 10

@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from ddb2bq.contract import DeadLetter
 from ddb2bq.exceptions import RecordError
 from ddb2bq.rows import timestamp_text
-from ddb2bq.sinks.base import DeadLetter
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")

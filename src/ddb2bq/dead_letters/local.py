@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ddb2bq.contract import DeadLetter
+from ddb2bq.dead_letters.format import Claim, day, decode_letter, encode_letter, safe_name
 from ddb2bq.exceptions import RetryableError
-from ddb2bq.sinks.base import DeadLetter
-from ddb2bq.sinks.dead_letters.format import Claim, day, decode_letter, encode_letter, safe_name
 
 _CLAIMED = ".replaying-"
 

@@ -1,27 +1,28 @@
-"""Replaying dead letters: parse each letter's original record again, send it through the sink,
-and remove only the letters that landed.
+"""Replaying dead letters: parse each letter's original record again, send it through the
+pipeline, and remove only the letters that landed.
 
 Run it after fixing the cause (a column type, a dropped table recreated): ``ddb2bq
 replay-dead-letters --config ddb2bq.toml``. A letter whose change is written is removed; every
 other letter stays, with its new error and time. Replaying is idempotent: a change written twice
 has the same ``event_id`` and ``seq`` (the changelog's insert id, the mirror's ordering).
 
-The sink is any object with ``write(changes) -> result`` whose ``result.outcomes`` hold one
-outcome per change with a ``status`` (``written``, or anything else: not landed) and a
-``reason``: :class:`~ddb2bq.sinks.bigquery.BigQuerySink` built with :class:`DiscardDeadLetters`
-(the replay keeps the original letters itself, so the sink must not write new ones), or
-:class:`WriterSink` around a single writer.
+Replay is a runtime like the others: the changes go through the one
+:class:`~ddb2bq.pipeline.Pipeline` (unordered: letters are independent of each other), built with
+:class:`DiscardDeadLetters` because the replay keeps the original letters itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from ddb2bq.contract import DeadLetter
+from ddb2bq.dead_letters.format import Claim, DeadLetterStore, with_error
 from ddb2bq.exceptions import RecordError
+from ddb2bq.pipeline import Pipeline
 from ddb2bq.records import (
     Change,
     from_export_line,
@@ -31,86 +32,16 @@ from ddb2bq.records import (
     from_scan_item,
     now_micros,
 )
-from ddb2bq.rows import RowBuilder
-from ddb2bq.sinks.base import DeadLetter, Writer
-from ddb2bq.sinks.dead_letters.format import Claim, DeadLetterStore, with_error
 
 LANDED = frozenset(("written",))
 
 
-class ReplayOutcome(Protocol):
-    """What became of one replayed change."""
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def reason(self) -> str: ...
-
-
-class ReplayResult(Protocol):
-    """One outcome per change, in order."""
-
-    @property
-    def outcomes(self) -> Sequence[ReplayOutcome]: ...
-
-
-class ReplaySink(Protocol):
-    """Where replayed changes go."""
-
-    def write(self, changes: Sequence[Change]) -> ReplayResult:
-        """Write ``changes``; one outcome per change."""
-        ...
-
-
 class DiscardDeadLetters:
-    """The dead letters of a sink used for a replay: none are written, because the replay keeps
-    each original letter (with the sink's new error) until its change lands."""
+    """The dead letters of a pipeline used for a replay: none are written, because the replay
+    keeps each original letter (with the pipeline's new error) until its change lands."""
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
         """Drop ``letters``: their originals stay in the store."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """An outcome of :class:`WriterSink`: ``written``, ``retryable`` or ``failed``."""
-
-    status: str
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class WriterResult:
-    """The outcomes of one :meth:`WriterSink.write`."""
-
-    outcomes: tuple[Outcome, ...]
-
-
-class WriterSink:
-    """A :class:`ReplaySink` over one writer: builds the rows, writes them, reports outcomes.
-
-    >>> sink = WriterSink(RowBuilder(layout), InsertAllWriter(client, table, columns))  # doctest: +SKIP
-    """
-
-    def __init__(self, builder: RowBuilder, writer: Writer) -> None:
-        self._builder = builder
-        self._writer = writer
-
-    def write(self, changes: Sequence[Change]) -> WriterResult:
-        """Write ``changes``: a change that cannot be converted or written is ``failed`` (or
-        ``retryable``) with the reason."""
-        outcomes = [Outcome("written") for _ in changes]
-        built = []
-        for index, change in enumerate(changes):
-            try:
-                built.append((index, self._builder.build(change)))
-            except RecordError as exc:
-                outcomes[index] = Outcome("failed", str(exc))
-        result = self._writer.write([rows for _, rows in built])
-        for failure in result.failures:
-            status = "retryable" if failure.retryable else "failed"
-            outcomes[built[failure.index][0]] = Outcome(status, failure.reason)
-        return WriterResult(tuple(outcomes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,21 +143,21 @@ def _with_table(change: Change, table: str) -> Change:
 
 def replay(
     store: DeadLetterStore,
-    sink: ReplaySink,
+    pipeline: Pipeline,
     table: str,
     *,
     generation: int = 0,
     batch_size: int = 500,
     clock: Callable[[], int] = now_micros,
 ) -> ReplayReport:
-    """Replay the letters of ``table`` in ``store`` through ``sink``; settle each claim.
+    """Replay the letters of ``table`` in ``store`` through ``pipeline``; settle each claim.
 
-    >>> replay(LocalDeadLetters("dead-letters"), sink, "orders")  # doctest: +SKIP
+    >>> replay(LocalDeadLetters("dead-letters"), pipeline, "orders")  # doctest: +SKIP
     ReplayReport(landed=3, kept=1, unreadable=0)
     """
     report = ReplayReport()
     for group in _groups(store.claim(table), batch_size):
-        report += _replay_group(store, sink, group, generation, clock)
+        report += _replay_group(store, pipeline, group, generation, clock)
     return report
 
 
@@ -245,7 +176,7 @@ def _groups(claims: list[Claim], size: int) -> Iterator[list[Claim]]:
 
 def _replay_group(
     store: DeadLetterStore,
-    sink: ReplaySink,
+    pipeline: Pipeline,
     claims: list[Claim],
     generation: int,
     clock: Callable[[], int],
@@ -260,7 +191,7 @@ def _replay_group(
             errors[index] = f"cannot be parsed again: {exc} (first error: {letter.error})"
     statuses = dict.fromkeys(errors, "unreadable")
     if parsed:
-        result = sink.write([change for _, change in parsed])
+        result = pipeline.process([change for _, change in parsed], ordered=False)
         for (index, _), outcome in zip(parsed, result.outcomes, strict=True):
             statuses[index] = outcome.status
             if outcome.status not in LANDED:

@@ -21,10 +21,10 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 
 import ddb2bq
+from ddb2bq.bigquery.tables import TableRefs, init_tables, initial_layout
 from ddb2bq.config import Config, load_config
 from ddb2bq.deploy.package import PackageResult, PackageSpec, build_package
 from ddb2bq.local import Server
-from ddb2bq.sinks.tables import TableRefs, init_tables, initial_layout
 
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")

@@ -18,8 +18,9 @@ from typing import Any
 import boto3
 import pytest
 
+from ddb2bq.cli import deploy as commands
 from ddb2bq.config import Config, load_config
-from ddb2bq.deploy import commands, stack
+from ddb2bq.deploy import stack
 from ddb2bq.exceptions import ConfigError
 from ddb2bq.local import REGION, Server
 

@@ -25,8 +25,9 @@ from google.cloud import bigquery
 
 from ddb2bq.config import Config
 from ddb2bq.convert import plain_item
+from ddb2bq.dynamodb.events import lambda_record
+from ddb2bq.dynamodb.streams import read_records
 from ddb2bq.local import REGION, Server
-from ddb2bq.streams import lambda_record, read_records
 from tests.integration.aws_lambda.conftest import (
     BuiltZip,
     changelog_rows,

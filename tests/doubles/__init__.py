@@ -1,0 +1,1 @@
+"""Test doubles that speak the same client interfaces as the real services, scriptable by tests."""
