@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import types
 import typing
@@ -109,11 +110,24 @@ class DeadLettersConfig:
 
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
-    """Where the runtimes keep their state (:mod:`ddb2bq.state`): the generation, the stream
-    runner's checkpoints and its lease. ``checkpoints`` is a SQLite file path (relative to the
-    working directory) or ``dynamodb://TABLE`` (for containers)."""
+    """The stream runner (``ddb2bq run``) and where the runtimes keep their state.
+
+    ``checkpoints``: the state store (:mod:`ddb2bq.state`: the generation, each shard's
+    checkpoint, the single-active lease), a SQLite file path (relative to the working
+    directory) or ``dynamodb://TABLE`` for containers. ``on_gap``: what the runner does when
+    the stream lost changes; ``stop`` (exit 3) is the only choice until the backfill lands.
+    ``merge_interval``: seconds between the ``merge`` mirror's MERGE runs. ``lease_seconds``:
+    how long a runner that stopped answering keeps the table (a standby takes over after it).
+    ``page_size``: records per GetRecords call (1 to 1000). ``report_interval``: seconds
+    between progress reports.
+    """
 
     checkpoints: str = ".ddb2bq/state.sqlite"
+    on_gap: Literal["stop"] = "stop"
+    merge_interval: float = 60.0
+    lease_seconds: float = 30.0
+    page_size: int = 1000
+    report_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +312,8 @@ def _coerce(value: Any, hint: Any, origin: str) -> Any:
         return _to_bool(value, origin)
     if hint is int:
         return _to_int(value, origin)
+    if hint is float:
+        return _to_float(value, origin)
     if hint is str:
         return _expect(value, str, origin, "a string")
     if origin_type is tuple:
@@ -331,6 +347,21 @@ def _to_int(value: Any, origin: str) -> int:
         except ValueError as exc:
             raise ConfigError(f"{origin}: expected a whole number, got {str(value)!r}.") from exc
     return int(_expect(value, int, origin, "a whole number"))
+
+
+def _to_float(value: Any, origin: str) -> float:
+    if isinstance(value, _EnvText):
+        try:
+            number = float(value)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: expected a number, got {str(value)!r}.") from exc
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ConfigError(f"{origin}: expected a number, got {value!r}.")
+    if not math.isfinite(number):
+        raise ConfigError(f"{origin}: expected a finite number, got {value!r}.")
+    return number
 
 
 def _to_names(value: Any, origin: str) -> tuple[str, ...]:
@@ -370,6 +401,27 @@ def _validate(config: Config) -> None:
     if config.source.generation < 0:
         raise ConfigError("[source] generation must be 0 or more.")
     _validate_lambda(config.lambda_)
+    _validate_runner(config.runner)
+
+
+_RUNNER_RANGES = {
+    "merge_interval": (1.0, 86400.0),
+    "lease_seconds": (3.0, 3600.0),
+    "page_size": (1, 1000),
+    "report_interval": (0.1, 3600.0),
+}
+
+
+def _validate_runner(settings: RunnerConfig) -> None:
+    for name, (low, high) in _RUNNER_RANGES.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise ConfigError(f"[runner] {name} is {value}; use a value from {low} to {high}.")
+    if not settings.checkpoints.strip():
+        raise ConfigError(
+            "[runner] checkpoints is empty; give a file path or dynamodb://TABLE "
+            "(default .ddb2bq/state.sqlite)."
+        )
 
 
 _LAMBDA_RANGES = {  # Lambda's own limits, so a bad value fails here and not in CloudFormation

@@ -1,4 +1,4 @@
-"""Clients built from configuration: BigQuery (REST and Storage Write), DynamoDB, and writers.
+"""Clients built from configuration: BigQuery (REST and Storage Write), and its writers.
 
 The one place that decides how ddb2bq reaches each service; everything else takes clients as
 parameters. The Google client libraries are imported when a client is made, not with this module:
@@ -6,8 +6,7 @@ the Lambda's ``insertAll`` path uses :func:`rest_client` (:mod:`ddb2bq.bigquery.
 imports them. ``[target] endpoint`` (and ``grpc_endpoint``) point BigQuery at a local emulator,
 reached without credentials; otherwise the credentials come from ``[google]``
 (:mod:`ddb2bq.credentials`: workload identity, a Secrets Manager key, or application defaults).
-DynamoDB uses ``[source] region`` and ``endpoint_url`` (moto locally) and boto3's own credential
-chain.
+DynamoDB's clients are in :mod:`ddb2bq.dynamodb.connect`.
 
 >>> client = bigquery_client(load_config("ddb2bq.toml"))  # doctest: +SKIP
 """
@@ -75,15 +74,6 @@ def bigquery_write_client(config: Config, credentials: Any = None) -> Any:
         return bigquery_storage_v1.BigQueryWriteClient(transport=transport)  # type: ignore[no-untyped-call]
     creds = credentials or CredentialsProvider(config.google).get()
     return bigquery_storage_v1.BigQueryWriteClient(credentials=creds)  # type: ignore[no-untyped-call]
-
-
-def dynamodb_client(config: Config) -> Any:
-    """A boto3 DynamoDB client for ``[source]``."""
-    import boto3  # noqa: PLC0415 (an optional dependency: the aws extra)
-
-    return boto3.client(
-        "dynamodb", region_name=config.source.region, endpoint_url=config.source.endpoint_url
-    )
 
 
 def changelog_writer_for(

@@ -63,8 +63,9 @@ def run_init(
     stdout: TextIO | None = None,
 ) -> int:
     """``ddb2bq init``: create or complete the tables; print each step."""
-    from ddb2bq.bigquery.clients import bigquery_client, dynamodb_client  # noqa: PLC0415
+    from ddb2bq.bigquery.clients import bigquery_client  # noqa: PLC0415
     from ddb2bq.bigquery.tables import init_tables, initial_layout  # noqa: PLC0415
+    from ddb2bq.dynamodb.connect import dynamodb_client  # noqa: PLC0415
     from ddb2bq.dynamodb.tables import describe_key_schema  # noqa: PLC0415
 
     out = stdout or sys.stdout

@@ -1,0 +1,119 @@
+"""``ddb2bq run`` (the stream runner) and ``ddb2bq status`` (what it has done).
+
+Exit codes: 0 done (``--until-caught-up``: caught up; otherwise stopped by SIGTERM/SIGINT after
+the batch in hand); 1 an operation failed (an endpoint unreachable, the lease taken over);
+2 bad configuration (a missing table, a table without a stream, missing credentials); 3 the
+stream lost changes that were never replicated (a gap: see ``docs/runner.md``); 130/143 a
+second signal stopped it at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ddb2bq.cli.common import AddConfig
+from ddb2bq.config import Config
+
+if TYPE_CHECKING:
+    from ddb2bq.runner.loop import Runner
+    from ddb2bq.runner.status import Status
+
+EXIT_GAP = 3
+
+
+def register(commands: Any, add_config: AddConfig) -> None:
+    """Add ``run`` and ``status`` to the ``ddb2bq`` parser's subcommands."""
+    run = commands.add_parser(
+        "run",
+        help="replicate the table's stream continuously (without Lambda)",
+        description="Read [source] table's DynamoDB stream (every shard, parents before "
+        "children) and write each change through the BigQuery pipeline, checkpointing after "
+        "each batch in [runner] checkpoints. Stops on SIGTERM/SIGINT after the batch in hand; "
+        "exits 3 when the stream lost changes that were never replicated.",
+    )
+    add_config(run)
+    run.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="exit 0 once every change made before the command started is written",
+    )
+    run.set_defaults(run=run_runner)
+    status = commands.add_parser(
+        "status",
+        help="show the runner's generation, shards, checkpoints, lease and time left",
+        description="Read [runner] checkpoints and the stream's shards; change nothing. "
+        "Exit 0, or 3 when a gap (changes lost on the stream) has been detected.",
+    )
+    add_config(status)
+    status.set_defaults(run=run_status)
+
+
+def run_runner(
+    args: argparse.Namespace,
+    config: Config,
+    *,
+    stderr: TextIO | None = None,
+    build: Callable[..., Runner] | None = None,
+) -> int:
+    """``ddb2bq run``: replicate until stopped (or caught up); ``build`` replaces
+    :func:`~ddb2bq.runner.build.runner_from_config` (tests give it their clients)."""
+    from ddb2bq.dynamodb.connect import aws_errors  # noqa: PLC0415 (heavy: lazy)
+    from ddb2bq.runner.build import runner_from_config  # noqa: PLC0415
+    from ddb2bq.runner.gaps import StreamGapError  # noqa: PLC0415
+    from ddb2bq.runner.signals import stop_on_signals  # noqa: PLC0415
+    from ddb2bq.runner.view import reporter_for  # noqa: PLC0415
+
+    err = stderr or sys.stderr
+    _log_to(err)
+    reporter = reporter_for(err)
+    make = build or runner_from_config
+    runner = make(config, report=reporter, config_path=args.config or "FILE")
+    try:
+        with stop_on_signals(runner.stop.request), aws_errors(config, "reading the stream"):
+            report = runner.run(until_caught_up=args.until_caught_up)
+    except StreamGapError as exc:
+        print(f"ddb2bq: error: {exc}", file=err)
+        return EXIT_GAP
+    finally:
+        close = getattr(reporter, "close", None)
+        if close is not None:
+            close()
+    state = "caught up" if report.caught_up else "stopped" if report.stopped else "done"
+    print(
+        f"{runner.table}: {report.written:,} changes written, "
+        f"{report.dead_lettered:,} dead-lettered; {state}.",
+        file=err,
+    )
+    return 0
+
+
+def run_status(
+    args: argparse.Namespace,
+    config: Config,
+    *,
+    stdout: TextIO | None = None,
+    build: Callable[..., Status] | None = None,
+) -> int:
+    """``ddb2bq status``: print the report; 3 when a gap was detected."""
+    from ddb2bq.runner.build import status_from_config  # noqa: PLC0415
+
+    out = stdout or sys.stdout
+    status = (build or status_from_config)(config, now=time.time())
+    for line in status.lines():
+        print(line, file=out)
+    return EXIT_GAP if status.gaps else 0
+
+
+def _log_to(stream: TextIO) -> None:
+    """Structured log lines of the runner on ``stream`` (stderr), once."""
+    from ddb2bq.observability import configure_logging  # noqa: PLC0415
+
+    if not stream.isatty():
+        configure_logging(stream)
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=stream)
