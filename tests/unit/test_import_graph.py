@@ -11,7 +11,16 @@ import ddb2bq
 
 SRC = Path(ddb2bq.__file__).parent
 CORE = ("ddb2bq.records", "ddb2bq.convert", "ddb2bq.schema", "ddb2bq.rows", "ddb2bq.pipeline")
-OUTER = ("ddb2bq.aws_lambda", "ddb2bq.cli", "ddb2bq.bigquery", "ddb2bq.dead_letters", "ddb2bq.deploy")
+OUTER = (
+    "ddb2bq.aws_lambda",
+    "ddb2bq.cli",
+    "ddb2bq.bigquery",
+    "ddb2bq.dead_letters",
+    "ddb2bq.deploy",
+    "ddb2bq.dynamodb",
+    "ddb2bq.runner",
+    "ddb2bq.state",
+)
 
 
 def module_name(path: Path) -> str:
