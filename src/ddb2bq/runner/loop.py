@@ -180,7 +180,7 @@ class Runner:
             if until_caught_up:
                 self._targets = {i for i, c in self._cursors.items() if not c.finished}
             caught_up = self._loop(until_caught_up)
-            if self._merge is not None and not self.stop.requested:
+            if self._merge is not None:  # the mirror up to date with what was written
                 self._run_merge()
             return self._finish(caught_up=caught_up)
         finally:
@@ -246,6 +246,8 @@ class Runner:
         if gaps:
             self._stop_at(gaps)
         self._next["listing"] = now + self.settings.listing_interval
+        self._next["merge"] = now + self.settings.merge_interval
+        self._next["report"] = now + self.settings.report_interval
         logger.info(
             "Replicating %s: %d shards (%d read to their end), generation %d.",
             self.stream_arn,
@@ -421,12 +423,10 @@ class Runner:
             self._next["lease"] = now + self.settings.lease_seconds / 3
         if now >= self._next.get("listing", 0.0):
             self._refresh()
-        if self._merge is not None and now >= self._next.get("merge", now):
+        if self._merge is not None and now >= self._next["merge"]:
             self._run_merge()
-        self._next.setdefault("merge", now + self.settings.merge_interval)
-        if now >= self._next.get("report", now + self.settings.report_interval):
+        if now >= self._next["report"]:
             self._emit(now)
-        self._next.setdefault("report", now + self.settings.report_interval)
 
     def _run_merge(self) -> None:
         assert self._merge is not None
