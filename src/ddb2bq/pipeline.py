@@ -229,7 +229,7 @@ class Pipeline:
                 batch.letters[index] = f"The record cannot be parsed: {item.error}"
         changes = [(i, c) for i, c in enumerate(items) if isinstance(c, Change)]
         try:
-            self._evolve_for([c for _, c in changes])
+            self.evolve_for([c for _, c in changes])
         except RetryableError as exc:
             return self._finish(batch, retry_all=str(exc))
         built = self._build(changes, batch)
@@ -254,8 +254,10 @@ class Pipeline:
         factory = self._mirror_writer_for
         self._mirror_writer = factory(layout) if factory is not None else None
 
-    def _evolve_for(self, changes: Sequence[Change]) -> None:
-        """Add columns for promoted attributes this batch shows for the first time."""
+    def evolve_for(self, changes: Sequence[Change]) -> None:
+        """Add columns for promoted attributes ``changes`` show for the first time (the
+        backfill calls it on sample pages before its workers build rows with :attr:`layout`).
+        Raises RetryableError when BigQuery may take the change later."""
         new = self._new_promoted(changes)
         if not new:
             return

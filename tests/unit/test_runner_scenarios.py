@@ -20,7 +20,8 @@ from ddb2bq.pipeline import Pipeline
 from ddb2bq.rows import Rows
 from ddb2bq.runner.build import runner_from_config, status_from_config
 from ddb2bq.runner.gaps import StreamGapError
-from ddb2bq.runner.loop import Runner, RunnerSettings, StopFlag
+from ddb2bq.runner.loop import Runner, RunnerSettings
+from ddb2bq.runner.signals import StopFlag
 from ddb2bq.schema import build_layout
 from ddb2bq.state import Generation, SqliteStateStore
 from tests.doubles.dead_letters import ListDeadLetters

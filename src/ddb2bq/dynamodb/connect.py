@@ -33,6 +33,11 @@ def streams_client(config: Config) -> Any:
     return _client("dynamodbstreams", config)
 
 
+def s3_client(config: Config) -> Any:
+    """A boto3 S3 client for ``[source]`` (exports; moto serves S3 beside DynamoDB locally)."""
+    return _client("s3", config)
+
+
 def _client(service: str, config: Config) -> Any:
     try:
         import boto3  # noqa: PLC0415 (an optional dependency: the aws extra)

@@ -45,6 +45,7 @@ from ddb2bq.records import from_get_records_record
 from ddb2bq.runner.gaps import RETENTION_S, Gap, StreamGapError
 from ddb2bq.runner.pacing import Pacing
 from ddb2bq.runner.reading import Read, ShardCursor, read_page, sequence_number
+from ddb2bq.runner.signals import StopFlag
 from ddb2bq.state import Checkpoint, Generation, Lease, StateStore
 
 logger = logging.getLogger(__name__)
@@ -68,17 +69,6 @@ class RunnerSettings:
     """How often an idle shard's checkpoint time is confirmed (so an old one means downtime)."""
     retention: float = RETENTION_S
     pacing: Pacing = field(default_factory=Pacing)
-
-
-class StopFlag:
-    """Set by a signal handler (or a test): the loop stops after the batch in hand."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def request(self) -> None:
-        """Ask the loop to stop."""
-        self.requested = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,4 +495,4 @@ def _created(record: Mapping[str, Any]) -> float | None:
     return None
 
 
-__all__ = ["RunReport", "Runner", "RunnerSettings", "Snapshot", "StopFlag"]
+__all__ = ["RunReport", "Runner", "RunnerSettings", "Snapshot"]

@@ -21,6 +21,17 @@ logger = logging.getLogger(__name__)
 EXIT_AT_ONCE = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+class StopFlag:
+    """Set by a signal handler (or a test): a long run stops after the work in hand."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self) -> None:
+        """Ask the run to stop."""
+        self.requested = True
+
+
 @contextmanager
 def stop_on_signals(request_stop: Callable[[], None]) -> Iterator[None]:
     """Within the block, the first SIGTERM/SIGINT calls ``request_stop``; a second one exits the

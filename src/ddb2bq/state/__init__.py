@@ -19,7 +19,14 @@ from ddb2bq.state.dynamodb import DynamoDBStateStore, create_table
 from ddb2bq.state.errors import LeaseLost, StateError, StateUnavailable
 from ddb2bq.state.factory import DYNAMODB_SCHEME, state_store_from_setting
 from ddb2bq.state.generation import Generation
-from ddb2bq.state.model import MAX_GENERATION, Checkpoint, Lease, StateStore, merge_checkpoints
+from ddb2bq.state.model import (
+    MAX_GENERATION,
+    Checkpoint,
+    Lease,
+    SegmentProgress,
+    StateStore,
+    merge_checkpoints,
+)
 from ddb2bq.state.sqlite import DEFAULT_PATH, SqliteStateStore
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "Generation",
     "Lease",
     "LeaseLost",
+    "SegmentProgress",
     "SqliteStateStore",
     "StateError",
     "StateStore",

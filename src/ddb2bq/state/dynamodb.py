@@ -29,6 +29,7 @@ from ddb2bq.state.errors import LeaseLost, StateError, StateUnavailable
 from ddb2bq.state.model import (
     Checkpoint,
     Lease,
+    SegmentProgress,
     check_generation,
     check_lease_request,
     check_time,
@@ -42,7 +43,7 @@ Item = dict[str, Any]  # an item in DynamoDB JSON, as the low-level client speak
 _SAVE_ATTEMPTS = 5  # a save re-merges when another writer moved the checkpoint in between
 _NAMES = {
     "#pk": "pk", "#sk": "sk", "#g": "generation", "#owner": "owner", "#expires": "expires_at",
-    "#token": "token", "#duration": "duration_s", "#rev": "rev",
+    "#token": "token", "#duration": "duration_s", "#rev": "rev", "#done": "done",
 }  # fmt: skip
 
 
@@ -215,6 +216,55 @@ class DynamoDBStateStore:
         """The lease of ``table`` as stored (it may have expired), or None when nobody holds it."""
         return _lease(table, self._get(_table_key(table, "lease"), "reading a lease"))
 
+    def backfill_progress(self, table: str, generation: int) -> dict[int, SegmentProgress]:
+        """The saved progress of ``table``'s backfill in ``generation``, by segment."""
+        found: dict[int, SegmentProgress] = {}
+        start: dict[str, Any] = {}
+        while True:
+            page = self._request(
+                "query",
+                "reading backfill progress",
+                KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
+                ExpressionAttributeValues={
+                    ":pk": {"S": f"table#{table}"},
+                    ":prefix": {"S": f"backfill#{generation:016x}#"},
+                },
+                ConsistentRead=True,
+                **start,
+            )
+            for item in page.get("Items", []):
+                progress = _progress(item)
+                found[progress.segment] = progress
+            if not page.get("LastEvaluatedKey"):
+                return found
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def save_backfill_progress(
+        self, table: str, generation: int, progress: SegmentProgress
+    ) -> None:
+        """Save one segment's progress (a done segment stays done)."""
+        sort_key = f"backfill#{generation:016x}#{progress.segment:07d}"
+        item: Item = {
+            "pk": {"S": f"table#{table}"},
+            "sk": {"S": sort_key},
+            "segment": {"N": str(progress.segment)},
+            "total": {"N": str(progress.total)},
+            "done": {"BOOL": progress.done},
+            "items": {"N": str(progress.items)},
+            "updated_at": _number(progress.updated_at),
+            **({"last_key": {"S": progress.last_key}} if progress.last_key is not None else {}),
+        }
+        try:
+            self._request(
+                "put_item",
+                "saving backfill progress",
+                Item=item,
+                ConditionExpression="attribute_not_exists(#done) OR #done = :false",
+                ExpressionAttributeValues={":false": {"BOOL": False}},
+            )
+        except ConditionFailedError:
+            return  # the segment is done already: nothing to move back
+
     def close(self) -> None:
         """Nothing to release: the client belongs to the caller."""
 
@@ -378,6 +428,18 @@ def _checkpoint(item: Item) -> Checkpoint:
         finished=bool(item["finished"]["BOOL"]),
         updated_at=float(item["updated_at"]["N"]),
         gap=text("gap"),
+    )
+
+
+def _progress(item: Item) -> SegmentProgress:
+    last = item.get("last_key")
+    return SegmentProgress(
+        segment=int(item["segment"]["N"]),
+        total=int(item["total"]["N"]),
+        last_key=None if last is None else str(last["S"]),
+        done=bool(item["done"]["BOOL"]),
+        items=int(item["items"]["N"]),
+        updated_at=float(item["updated_at"]["N"]),
     )
 
 

@@ -81,6 +81,24 @@ class Lease:
         return self.expires_at < now
 
 
+@dataclass(frozen=True)
+class SegmentProgress:
+    """How far one segment of a parallel-Scan backfill is safely in BigQuery.
+
+    ``last_key`` is the segment's ``LastEvaluatedKey`` (boto3's form, as JSON text: binary keys
+    as base64) after the last page whose items are loaded; None means start at the segment's
+    beginning. ``done`` once the segment answered no ``LastEvaluatedKey``. ``total`` is the
+    ``TotalSegments`` of the backfill, fixed for its life.
+    """
+
+    segment: int
+    total: int
+    last_key: str | None
+    done: bool
+    items: int
+    updated_at: float
+
+
 class StateStore(Protocol):
     """Per replicated table: its generation and lease; per stream shard: its checkpoint.
 
@@ -124,6 +142,16 @@ class StateStore(Protocol):
 
     def lease_holder(self, table: str) -> Lease | None:
         """The lease of ``table`` as stored (possibly expired); None when nobody holds it."""
+        ...
+
+    def backfill_progress(self, table: str, generation: int) -> dict[int, SegmentProgress]:
+        """The saved progress of ``table``'s backfill in ``generation``, by segment."""
+        ...
+
+    def save_backfill_progress(
+        self, table: str, generation: int, progress: SegmentProgress
+    ) -> None:
+        """Save one segment's progress (a done segment stays done)."""
         ...
 
     def close(self) -> None:

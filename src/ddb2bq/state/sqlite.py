@@ -26,6 +26,7 @@ from ddb2bq.state.errors import LeaseLost, StateError, StateUnavailable
 from ddb2bq.state.model import (
     Checkpoint,
     Lease,
+    SegmentProgress,
     check_generation,
     check_lease_request,
     check_time,
@@ -53,6 +54,17 @@ _SCHEMA = (
         updated_at REAL NOT NULL,
         gap TEXT,
         PRIMARY KEY (stream_arn, shard_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS backfill (
+        table_name TEXT NOT NULL,
+        generation TEXT NOT NULL,
+        segment INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        last_key TEXT,
+        done INTEGER NOT NULL,
+        items INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (table_name, generation, segment)
     )""",
     """CREATE TABLE IF NOT EXISTS leases (
         table_name TEXT PRIMARY KEY,
@@ -195,6 +207,43 @@ class SqliteStateStore:
         """The lease of ``table`` as stored (it may have expired), or None when nobody holds it."""
         with self._read() as connection:
             return _lease(table, _lease_row(connection, table))
+
+    def backfill_progress(self, table: str, generation: int) -> dict[int, SegmentProgress]:
+        """The saved progress of ``table``'s backfill in ``generation``, by segment."""
+        with self._read() as connection:
+            rows = connection.execute(
+                "SELECT segment, total, last_key, done, items, updated_at FROM backfill "
+                "WHERE table_name = ? AND generation = ? ORDER BY segment",
+                (table, f"{generation:016x}"),
+            ).fetchall()
+        return {
+            row[0]: SegmentProgress(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+            for row in rows
+        }
+
+    def save_backfill_progress(
+        self, table: str, generation: int, progress: SegmentProgress
+    ) -> None:
+        """Save one segment's progress (a done segment stays done)."""
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO backfill (table_name, generation, segment, total, last_key, done, "
+                "items, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (table_name, generation, segment) DO UPDATE SET "
+                "total = excluded.total, last_key = excluded.last_key, "
+                "done = MAX(backfill.done, excluded.done), items = excluded.items, "
+                "updated_at = excluded.updated_at WHERE backfill.done = 0",
+                (
+                    table,
+                    f"{generation:016x}",
+                    progress.segment,
+                    progress.total,
+                    progress.last_key,
+                    int(progress.done),
+                    progress.items,
+                    progress.updated_at,
+                ),
+            )
 
     def close(self) -> None:
         """Close the file (idempotent); the lease, if any, stays until it expires or is released."""
