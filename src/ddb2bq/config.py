@@ -115,7 +115,9 @@ class RunnerConfig:
     ``checkpoints``: the state store (:mod:`ddb2bq.state`: the generation, each shard's
     checkpoint, the single-active lease), a SQLite file path (relative to the working
     directory) or ``dynamodb://TABLE`` for containers. ``on_gap``: what the runner does when
-    the stream lost changes; ``stop`` (exit 3) is the only choice until the backfill lands.
+    the stream lost changes: ``stop`` (exit 3), or ``backfill`` (a new generation: a new
+    backfill, the stream read again from its oldest record, as ``ddb2bq start
+    --new-generation``).
     ``merge_interval``: seconds between the ``merge`` mirror's MERGE runs. ``lease_seconds``:
     how long a runner that stopped answering keeps the table (a standby takes over after it).
     ``page_size``: records per GetRecords call (1 to 1000). ``report_interval``: seconds
@@ -123,7 +125,7 @@ class RunnerConfig:
     """
 
     checkpoints: str = ".ddb2bq/state.sqlite"
-    on_gap: Literal["stop"] = "stop"
+    on_gap: Literal["stop", "backfill"] = "stop"
     merge_interval: float = 60.0
     lease_seconds: float = 30.0
     page_size: int = 1000

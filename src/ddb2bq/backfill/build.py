@@ -17,6 +17,7 @@ from ddb2bq.dynamodb.connect import aws_errors, dynamodb_client
 from ddb2bq.exceptions import ConfigError
 from ddb2bq.pipeline import Pipeline
 from ddb2bq.runner.build import bigquery_errors
+from ddb2bq.runner.signals import StopFlag
 from ddb2bq.state import StateStore
 from ddb2bq.state.factory import generation_of, state_store_from_setting
 
@@ -34,6 +35,7 @@ def backfill_from_config(
     pipeline: Pipeline | None = None,
     client: Any = None,
     spool_dir: Path | None = None,
+    stop: StopFlag | None = None,
 ) -> Backfill:
     """A :class:`~ddb2bq.backfill.run.Backfill` of ``config``'s table."""
     from ddb2bq.bigquery.clients import bigquery_client  # noqa: PLC0415 (heavy)
@@ -73,6 +75,7 @@ def backfill_from_config(
         spool_dir=spool_dir or Path(".ddb2bq") / "backfill" / table,
         options=options,
         progress=progress,
+        stop=stop,
     )
 
 

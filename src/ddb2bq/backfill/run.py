@@ -138,6 +138,11 @@ class Backfill:
         self._export = False
 
     @property
+    def generation(self) -> int:
+        """The generation the snapshot rows are written in."""
+        return self._generation
+
+    @property
     def key_names(self) -> tuple[str, ...]:
         """The table's key attributes, hash key first."""
         return self._pipeline.layout.key_names

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ddb2bq.bigquery.generations import NO_GENERATION, current_filter, newest_complete
 from ddb2bq.bigquery.sql import TableRef, param, quote, quote_all, run_query
 from ddb2bq.records import now_micros
 from ddb2bq.schema import Column, TableLayout
@@ -99,24 +100,38 @@ def clustering_columns(layout: TableLayout) -> list[str]:
     return [c.name for c in layout.keys if c.type in _CLUSTERABLE][:4]
 
 
-def view_sql(layout: TableLayout, changes: TableRef, *, as_of: bool = False) -> str:
+def view_sql(
+    layout: TableLayout,
+    changes: TableRef,
+    *,
+    as_of: bool = False,
+    generations: TableRef | None = None,
+) -> str:
     """The query of the ``view`` mirror: the newest change per key, per the delete mode.
 
     ``as_of``: the state as of the TIMESTAMP parameter ``@as_of`` instead, from the changes
     made until then (by ``changed_at``, DynamoDB's approximate change time, to the second).
+    ``generations``: keep only keys whose newest change is of the newest complete generation or
+    later (:mod:`ddb2bq.bigquery.generations`: no zombies after a lost stream).
     """
     window = "`changed_at` <= @as_of AND " if as_of else ""
     latest = _latest_sql(layout, changes, window)
     names = quote_all(c.name for c in layout.mirror_columns())
+    current = [] if generations is None else [current_filter(generations)]
     if layout.soft_deletes:
         state = _with_state(layout, changes, latest, _Aliases.of(layout), window)
-        return f"SELECT {names}\nFROM (\n{state}\n)"
-    return f"SELECT {names}\nFROM (\n{latest}\n)\nWHERE `op` != 'REMOVE'"
+        where = f"\nWHERE {current[0]}" if current else ""
+        return f"SELECT {names}\nFROM (\n{state}\n){where}"
+    conditions = " AND ".join(["`op` != 'REMOVE'", *current])
+    return f"SELECT {names}\nFROM (\n{latest}\n)\nWHERE {conditions}"
 
 
-def view_ddl(layout: TableLayout, changes: TableRef, mirror: TableRef) -> str:
+def view_ddl(
+    layout: TableLayout, changes: TableRef, mirror: TableRef, generations: TableRef | None = None
+) -> str:
     """``CREATE OR REPLACE VIEW`` for the ``view`` mirror (re-run when columns were added)."""
-    return f"CREATE OR REPLACE VIEW {mirror.sql} AS\n{view_sql(layout, changes)}"
+    sql = view_sql(layout, changes, generations=generations)
+    return f"CREATE OR REPLACE VIEW {mirror.sql} AS\n{sql}"
 
 
 def merge_sql(layout: TableLayout, changes: TableRef, mirror: TableRef) -> str:
@@ -180,6 +195,7 @@ def run_merge(
     lookback: timedelta = DEFAULT_LOOKBACK,
     overlap: timedelta = DEFAULT_OVERLAP,
     clock: Callable[[], int] = now_micros,
+    generations: TableRef | None = None,
 ) -> MergeResult:
     """Run the incremental MERGE once, then move the watermark to this run's start time.
 
@@ -200,11 +216,13 @@ def run_merge(
     watermark = None if full or not stored or not stored.isdigit() else int(stored)
     params = merge_params(watermark, lookback=lookback, overlap=overlap)
     result = run_query(client, merge_sql(layout, changes, mirror), params)
+    deleted = result.deleted
+    if generations is not None and newest_complete(client, generations) != NO_GENERATION:
+        zombies = f"DELETE FROM {mirror.sql} WHERE NOT ({current_filter(generations)})"
+        deleted += run_query(client, zombies).affected
     table.labels = {**(table.labels or {}), WATERMARK_LABEL: str(started_us)}
     client.update_table(table, ["labels"])
-    return MergeResult(
-        result.inserted, result.updated, result.deleted, started_us, watermark is None
-    )
+    return MergeResult(result.inserted, result.updated, deleted, started_us, watermark is None)
 
 
 def _latest_sql(

@@ -29,6 +29,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ddb2bq.bigquery.errors import BigQueryHTTPError
+from ddb2bq.bigquery.generations import ensure_table, generations_ref
 from ddb2bq.bigquery.mirror import (
     DEFAULT_LOOKBACK,
     MergeResult,
@@ -74,6 +75,11 @@ class TableRefs:
 
     changes: TableRef
     mirror: TableRef
+
+    @property
+    def generations(self) -> TableRef:
+        """``T_generations``: when each generation's snapshot was complete."""
+        return generations_ref(self.changes)
 
     @classmethod
     def from_config(cls, config: Config, project: str | None = None) -> TableRefs:
@@ -262,6 +268,8 @@ def init_tables(client: bigquery.Client, config: Config, layout: TableLayout) ->
         report.actions.append(f"kept changelog {refs.changes}")
     wanted = {c.attribute or c.name: c.type for c in layout.promoted}
     report.layout = _add_promoted(client, refs.changes, report.layout, wanted, report.actions)
+    if ensure_table(client, refs.generations):
+        report.actions.append(f"created generations table {refs.generations}")
     _ensure_mirror(client, config, refs, report)
     return report
 
@@ -305,18 +313,29 @@ def merge_mirror(
     refs = TableRefs.from_config(config, client.project)
     layout = load_layout(client, refs, soft=config.target.deletes == "soft")
     sync_mirror(client, config, refs, layout)
-    return run_merge(client, layout, refs.changes, refs.mirror, full=full, lookback=lookback)
+    return run_merge(
+        client,
+        layout,
+        refs.changes,
+        refs.mirror,
+        full=full,
+        lookback=lookback,
+        generations=refs.generations,
+    )
 
 
 def sync_mirror(
     client: bigquery.Client, config: Config, refs: TableRefs, layout: TableLayout
 ) -> list[str]:
-    """Bring the mirror to ``layout``: re-create the view, or add the missing table columns."""
+    """Bring the mirror to ``layout``: re-create the view, or add the missing table columns
+    (and create ``T_generations`` when a mirror made by an older ddb2bq lacks it)."""
+    created = ensure_table(client, refs.generations)
+    actions = [f"created generations table {refs.generations}"] if created else []
     if config.target.mirror == "view":
-        run_query(client, view_ddl(layout, refs.changes, refs.mirror))
-        return [f"replaced view {refs.mirror}"]
+        run_query(client, view_ddl(layout, refs.changes, refs.mirror, refs.generations))
+        return [*actions, f"replaced view {refs.mirror}"]
     added = add_columns(client, refs.mirror, layout.mirror_columns())
-    return [f"added columns {', '.join(added)} to {refs.mirror}"] if added else []
+    return actions + ([f"added columns {', '.join(added)} to {refs.mirror}"] if added else [])
 
 
 def add_columns(client: bigquery.Client, ref: TableRef, columns: Sequence[Column]) -> list[str]:

@@ -36,6 +36,12 @@ def register(commands: Any, add_config: AddConfig) -> None:
         "export file) from where its rows were last loaded.",
     )
     add_config(parser)
+    add_backfill_options(parser)
+    parser.set_defaults(run=run_backfill)
+
+
+def add_backfill_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a backfill (``backfill`` and ``start`` share them)."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--export", metavar="S3URL", help="export the table to s3://BUCKET/PREFIX "
                         "(ExportTableToPointInTime, needs PITR) and read that")  # fmt: skip
@@ -52,7 +58,19 @@ def register(commands: Any, add_config: AddConfig) -> None:
                         help="processes converting items (default: every core)")  # fmt: skip
     parser.add_argument("--file-mb", type=_positive(float, 15_000), default=256.0,
                         help="rows per load job, in MB of NDJSON (default 256)")  # fmt: skip
-    parser.set_defaults(run=run_backfill)
+
+
+def options_of(args: argparse.Namespace) -> Any:
+    """The :class:`~ddb2bq.backfill.run.BackfillOptions` of parsed ``args``."""
+    from ddb2bq.backfill.run import BackfillOptions  # noqa: PLC0415
+
+    return BackfillOptions(
+        segments=args.segments,
+        max_rcu=args.max_rcu,
+        consistent=args.consistent,
+        workers=args.workers,
+        file_bytes=int(args.file_mb * 1024 * 1024),
+    )
 
 
 def run_backfill(
@@ -64,27 +82,16 @@ def run_backfill(
 ) -> int:
     """``ddb2bq backfill``: backfill, refresh the mirror, print what it did."""
     from ddb2bq.backfill.build import backfill_from_config, refresh_mirror  # noqa: PLC0415
-    from ddb2bq.backfill.run import BackfillOptions  # noqa: PLC0415
     from ddb2bq.runner.signals import stop_on_signals  # noqa: PLC0415
 
     err = stderr or sys.stderr
-    if config.target.mirror == "cdc":
-        raise ConfigError(
-            "Backfilling a cdc mirror is not built yet: its rows would need Storage Write "
-            'UPSERTs; use [target] mirror = "merge" or "view" for the backfill.'
-        )
-    options = BackfillOptions(
-        segments=args.segments,
-        max_rcu=args.max_rcu,
-        consistent=args.consistent,
-        workers=args.workers,
-        file_bytes=int(args.file_mb * 1024 * 1024),
-    )
-    reporter = _reporter(err)
+    check_mirror(config)
+    options = options_of(args)
+    reporter = reporter_for(err)
     backfill = (build or backfill_from_config)(config, options, progress=reporter)
     with stop_on_signals(backfill.stop.request):
-        report = _run(backfill, args, config)
-    _close(reporter)
+        report = run_source(backfill, args, config)
+    close_reporter(reporter)
     print(_summary(backfill.table, report), file=err)
     if not report.complete:
         print("ddb2bq: stopped; run the same command again to resume.", file=err)
@@ -95,7 +102,17 @@ def run_backfill(
     return 0
 
 
-def _run(backfill: Backfill, args: argparse.Namespace, config: Config) -> BackfillReport:
+def check_mirror(config: Config) -> None:
+    """Refuse what a backfill cannot fill yet: a cdc mirror."""
+    if config.target.mirror == "cdc":
+        raise ConfigError(
+            "Backfilling a cdc mirror is not built yet: its rows would need Storage Write "
+            'UPSERTs; use [target] mirror = "merge" or "view" for the backfill.'
+        )
+
+
+def run_source(backfill: Backfill, args: argparse.Namespace, config: Config) -> BackfillReport:
+    """Run ``backfill`` from the source ``args`` name: a Scan, a new export, or an export."""
     from ddb2bq.dynamodb.connect import aws_errors  # noqa: PLC0415
 
     with aws_errors(config, "backfilling"):
@@ -142,7 +159,7 @@ def _summary(table: str, report: BackfillReport) -> str:
     )
 
 
-def _reporter(stream: TextIO) -> Callable[[Progress], None]:
+def reporter_for(stream: TextIO) -> Callable[[Progress], None]:
     """A rich progress bar on a terminal, else a log line every 5 seconds."""
     if stream.isatty():
         try:
@@ -201,7 +218,7 @@ class _Bar:
         self._bar.stop()
 
 
-def _close(reporter: Any) -> None:
+def close_reporter(reporter: Any) -> None:
     close = getattr(reporter, "close", None)
     if close is not None:
         close()

@@ -77,6 +77,10 @@ def run_runner(
         with stop_on_signals(runner.stop.request), aws_errors(config, "reading the stream"):
             report = runner.run(until_caught_up=args.until_caught_up)
     except StreamGapError as exc:
+        if config.runner.on_gap == "backfill":
+            print(f"ddb2bq: {exc} [runner] on_gap = \"backfill\": taking a new generation.",
+                  file=err)  # fmt: skip
+            return _new_generation(args, config)
         print(f"ddb2bq: error: {exc}", file=err)
         return EXIT_GAP
     finally:
@@ -90,6 +94,24 @@ def run_runner(
         file=err,
     )
     return 0
+
+
+def _new_generation(args: argparse.Namespace, config: Config) -> int:
+    """``ddb2bq start --new-generation`` with the backfill's default options."""
+    from ddb2bq.cli.start import run_start  # noqa: PLC0415
+
+    start_args = argparse.Namespace(
+        **vars(args),
+        new_generation=True,
+        export=None,
+        from_export=None,
+        segments=None,
+        max_rcu=None,
+        consistent=False,
+        workers=None,
+        file_mb=256.0,
+    )
+    return run_start(start_args, config)
 
 
 def run_status(

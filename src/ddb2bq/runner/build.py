@@ -23,6 +23,7 @@ from ddb2bq.dynamodb.tables import stream_arn_of
 from ddb2bq.exceptions import ConfigError, RetryableError
 from ddb2bq.pipeline import Pipeline
 from ddb2bq.runner.loop import SOURCE, Reporter, Runner, RunnerSettings
+from ddb2bq.runner.signals import StopFlag
 from ddb2bq.runner.status import Status, read_status
 from ddb2bq.state import StateStore
 from ddb2bq.state.factory import generation_of, state_store_from_setting
@@ -40,6 +41,7 @@ def runner_from_config(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     owner: str | None = None,
+    stop: StopFlag | None = None,
 ) -> Runner:
     """A :class:`~ddb2bq.runner.loop.Runner` for ``config``'s table."""
     table, stream_arn, dynamodb = _stream_of(config, dynamodb)
@@ -62,6 +64,7 @@ def runner_from_config(
         owner=owner,
         merge=_merge(config) if config.target.mirror == "merge" else None,
         report=report,
+        stop=stop,
         config_path=config_path,
     )
 

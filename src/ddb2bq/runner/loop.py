@@ -137,6 +137,7 @@ class Runner:
     ) -> None:
         self.table = table
         self.stream_arn = stream_arn
+        self.checkpoint_key = checkpoint_key(stream_arn, generation.current())
         self._streams = streams
         self._pipeline = pipeline
         self._store = store
@@ -227,7 +228,7 @@ class Runner:
     # --- shards ------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        stored = self._store.checkpoints(self.stream_arn)
+        stored = self._store.checkpoints(self.checkpoint_key)
         listed = [shard_info(s) for s in list_shards(self._streams, self.stream_arn)]
         now = self._clock()
         for shard in listed:
@@ -380,7 +381,7 @@ class Runner:
         checkpoint = Checkpoint(
             cursor.shard_id, cursor.parent_id, cursor.checkpoint, finished, now, gap
         )
-        self._store.save_checkpoint(self.stream_arn, checkpoint, lease=self._lease)
+        self._store.save_checkpoint(self.checkpoint_key, checkpoint, lease=self._lease)
         cursor.checkpoint_at = now
 
     def _stop_at(self, gaps: Sequence[Gap]) -> None:
@@ -474,6 +475,16 @@ class Runner:
             if left <= 0:
                 return
             self._sleep(min(left, 0.25))
+
+
+def checkpoint_key(stream_arn: str, generation: int) -> str:
+    """Where a stream's checkpoints are kept for ``generation``: a new generation reads the
+    stream again from its oldest record, past the gap that ended the old one.
+
+    >>> checkpoint_key("arn:s", 0), checkpoint_key("arn:s", 2)
+    ('arn:s', 'arn:s#generation=2')
+    """
+    return stream_arn if generation == 0 else f"{stream_arn}#generation={generation}"
 
 
 def _parse(record: Mapping[str, Any], shard_id: str, generation: int, index: int) -> Any:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ddb2bq.dynamodb.client import StreamsClient
 from ddb2bq.dynamodb.shards import ShardInfo, list_shards, shard_info
 from ddb2bq.runner.gaps import RETENTION_S, timestamp
+from ddb2bq.runner.loop import checkpoint_key
 from ddb2bq.state import Checkpoint, Lease, StateStore
 
 EXIT_GAP = 3
@@ -111,7 +112,7 @@ def read_status(
     now: float,
 ) -> Status:
     """Gather the report from the stream's listing and the store."""
-    checkpoints = store.checkpoints(stream_arn)
+    checkpoints = store.checkpoints(checkpoint_key(stream_arn, generation))
     listed = [shard_info(s) for s in list_shards(streams, stream_arn)]
     shards = [_listed(s, checkpoints.get(s.shard_id)) for s in listed]
     present = {s.shard_id for s in listed}
