@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ddb2bq.backfill.run import Backfill, BackfillOptions, BackfillReport
 from ddb2bq.config import Config
+from ddb2bq.exceptions import RetryableError
 from ddb2bq.runner.loop import Runner
 from ddb2bq.runner.signals import StopFlag
 
@@ -117,6 +119,20 @@ def _stream_on(config: Config, parts: Parts, out: TextIO) -> None:
     if state.changed:
         print(f"Turned on the stream of {config.source.table} (NEW_AND_OLD_IMAGES): "
               f"{state.stream_arn}.", file=out)  # fmt: skip
+        _wait_active(parts.dynamodb, config.source.table)
+
+
+def _wait_active(dynamodb: Any, table: str, timeout_s: float = 300.0) -> None:
+    """Wait until the table is ACTIVE again after the stream was turned on: the backfill must
+    not begin before the stream records every write."""
+    deadline = time.monotonic() + timeout_s
+    while dynamodb.describe_table(TableName=table)["Table"].get("TableStatus") != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise RetryableError(
+                f"The DynamoDB table {table!r} is not ACTIVE {timeout_s:.0f} s after its stream "
+                "was turned on; run ddb2bq start again once it is."
+            )
+        time.sleep(1.0)
 
 
 def _init(config: Config, parts: Parts, out: TextIO) -> None:

@@ -66,7 +66,7 @@ def gap_message(table: str, gaps: Sequence[Gap], config_path: str = "FILE") -> s
     """The sentence(s) :class:`StreamGapError` carries.
 
     >>> print(gap_message("orders", [Gap("shardId-1", "TrimmedDataAccessException", 0.0, 90_000.0)]))
-    The stream of table 'orders' lost changes that were never replicated: shard shardId-1 (TrimmedDataAccessException (last replicated 1970-01-01T00:00:00Z)). About 1.0 hours of changes, from 1970-01-01T00:00:00Z to 1970-01-01T01:00:00Z, are missing from BigQuery. The runner stopped rather than go on past the gap: take a new backfill in a new generation (`ddb2bq start --config FILE --new-generation`, see docs/runner.md).
+    The stream of table 'orders' lost changes that were never replicated: shard shardId-1 (TrimmedDataAccessException (last replicated 1970-01-01T00:00:00Z)). About 1.0 hours of changes, from 1970-01-01T00:00:00Z to 1970-01-01T01:00:00Z, are missing from BigQuery. The runner stopped rather than go on past the gap: take a new backfill in a new generation (`ddb2bq start --config FILE --new-generation`, see docs/backfill.md).
     """
     since = min(gap.since for gap in gaps)
     detected = max(gap.detected_at for gap in gaps)
@@ -83,7 +83,7 @@ def gap_message(table: str, gaps: Sequence[Gap], config_path: str = "FILE") -> s
         f"The stream of table {table!r} lost changes that were never replicated: {shards}. "
         f"{amount} The runner stopped rather than go on past the gap: take a new backfill in a "
         f"new generation (`ddb2bq start --config {config_path} --new-generation`, see "
-        "docs/runner.md)."
+        "docs/backfill.md)."
     )
 
 
