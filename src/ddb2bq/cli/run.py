@@ -132,10 +132,17 @@ def run_status(
 
 
 def _log_to(stream: TextIO) -> None:
-    """Structured log lines of the runner on ``stream`` (stderr), once."""
+    """ddb2bq's own log lines on ``stream`` (stderr), once: JSON lines when it is not a terminal,
+    plain messages on one (the live view shows the rest); other libraries' stay quiet."""
     from ddb2bq.observability import configure_logging  # noqa: PLC0415
 
     if not stream.isatty():
         configure_logging(stream)
-    else:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=stream)
+        return
+    logger = logging.getLogger("ddb2bq")
+    if not logger.handlers:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

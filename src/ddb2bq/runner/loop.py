@@ -195,6 +195,7 @@ class Runner:
 
     def _finish(self, *, caught_up: bool) -> RunReport:
         counters = self._pipeline.counters
+        self._last_report = (self._started, 0)  # the last report shows the run's average rate
         self._emit(self._clock())
         return RunReport(counters.written, counters.dead_lettered, caught_up, self.stop.requested)
 
@@ -456,7 +457,7 @@ class Runner:
                 not c.ended and not c.finished,
                 c.checkpoint,
                 c.finished,
-                None if c.newest_change_at is None else max(0.0, now - c.newest_change_at),
+                _lag(c, now),
                 len(c.pending),
             )
             for c in self._cursors.values()
@@ -475,6 +476,16 @@ class Runner:
             if left <= 0:
                 return
             self._sleep(min(left, 0.25))
+
+
+def _lag(cursor: ShardCursor, now: float) -> float | None:
+    """How far behind a shard is: 0 once it answered an empty page with nothing pending (idle
+    and caught up), else now minus the newest change read (None before any)."""
+    if cursor.empty_pages and not cursor.pending:
+        return 0.0
+    if cursor.newest_change_at is None:
+        return None
+    return max(0.0, now - cursor.newest_change_at)
 
 
 def checkpoint_key(stream_arn: str, generation: int) -> str:
