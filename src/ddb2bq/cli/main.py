@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ddb2bq.cli import backfill, convert, dead_letters, deploy, run, start, tables
+from ddb2bq.cli import backfill, convert, dead_letters, deploy, run, start, tables, verify
 from ddb2bq.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, Command, add_config
 from ddb2bq.config import load_config
 from ddb2bq.exceptions import ConfigError, Ddb2bqError, RecordError
@@ -39,6 +39,6 @@ def _parser() -> argparse.ArgumentParser:
         description="Replicate Amazon DynamoDB tables into Google BigQuery, continuously and without loss.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (convert, deploy, tables, dead_letters, run, backfill, start):
+    for module in (convert, deploy, tables, dead_letters, run, backfill, start, verify):
         module.register(commands, add_config)
     return parser
