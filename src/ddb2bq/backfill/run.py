@@ -1,6 +1,6 @@
 """The backfill: every item of the table into the changelog as a SNAPSHOT change, resumably.
 
-Two sources feed the same machinery. A **parallel Scan** (:func:`~ddb2bq.backfill.scan.scan_segment`):
+Two sources feed the same machinery. A **parallel Scan** (:func:`~ddb2bq.dynamodb.scan.read_segments`):
 a thread per segment reads pages, paced to the read-capacity budget. An **export**
 (:mod:`~ddb2bq.backfill.export`): its data files are read one at a time. Either way pages go to
 worker processes that build the rows (:mod:`~ddb2bq.backfill.converting`), the rows are spooled
@@ -16,11 +16,9 @@ letters, whole. Memory stays flat: a bounded number of pages is in flight, the r
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,14 @@ import orjson
 
 from ddb2bq.backfill.converting import Converted, Snapshot, convert_items, worker_pool
 from ddb2bq.backfill.loading import DEFAULT_FILE_BYTES, Loader, Spool, SpoolFile
-from ddb2bq.backfill.scan import Page, ReadBudget, key_of_text, key_text, scan_segment
+from ddb2bq.dynamodb.scan import (
+    Page,
+    ReadBudget,
+    SegmentStart,
+    key_of_text,
+    key_text,
+    read_segments,
+)
 from ddb2bq.exceptions import ConfigError, RecordError
 from ddb2bq.pipeline import Pipeline, Unparsed
 from ddb2bq.records import Change, from_scan_item, now_micros
@@ -357,48 +362,20 @@ class Backfill:
     # --- reading -----------------------------------------------------------------------------
 
     def _scan_pages(self) -> Iterator[Page]:
-        """Pages of every unfinished segment, read by a thread each, through a bounded queue."""
-        pages: queue.Queue[Page | BaseException | None] = queue.Queue(maxsize=16)
-        segments = list(self._segments.values())
-        stopping = threading.Event()
-
-        def read(segment: _Segment) -> None:
-            try:
-                for page in scan_segment(
-                    self._dynamodb,
-                    self.table,
-                    segment.index,
-                    segment.total,
-                    start_key=key_of_text(segment.start_key),
-                    consistent=self.options.consistent,
-                    page_limit=self.options.page_limit,
-                    budget=self._budget,
-                    stop=lambda: stopping.is_set() or self.stop.requested,
-                ):
-                    pages.put(page)
-            except BaseException as exc:  # noqa: BLE001 (handed to the main thread, raised there)
-                pages.put(exc)
-            finally:
-                pages.put(None)
-
-        threads = ThreadPoolExecutor(max_workers=max(1, min(len(segments), 16)))
-        for segment in segments:
-            threads.submit(read, segment)
-        try:
-            finished = 0
-            while finished < len(segments):
-                item = pages.get()
-                if item is None:
-                    finished += 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
-        finally:
-            stopping.set()
-            while not pages.empty():
-                pages.get_nowait()
-            threads.shutdown(wait=True, cancel_futures=True)
+        """Pages of every unfinished segment, each from its saved key."""
+        starts = [
+            SegmentStart(s.index, s.total, key_of_text(s.start_key))
+            for s in self._segments.values()
+        ]
+        yield from read_segments(
+            self._dynamodb,
+            self.table,
+            starts,
+            consistent=self.options.consistent,
+            page_limit=self.options.page_limit,
+            budget=self._budget,
+            stop=lambda: self.stop.requested,
+        )
 
     def _export_pages(
         self, files: Sequence[str], read: Callable[[str], Iterator[bytes]], chunk: int = 2000

@@ -11,12 +11,11 @@ as they are (``ddb2bq.dynamodb.connect.aws_errors`` turns them into sentences).
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
+from ddb2bq.dynamodb.scan import SegmentStart, read_segments
 from ddb2bq.exceptions import RetryableError
 from ddb2bq.records import Item
 
@@ -26,7 +25,6 @@ another's page (AWS's advice for parallel scans) and no request runs into a clie
 BATCH_GET_KEYS = 100
 """BatchGetItem's limit of keys per request."""
 _UNPROCESSED_TRIES = 12
-_DONE = object()
 
 
 def scan_items(
@@ -37,74 +35,18 @@ def scan_items(
     consistent: bool = False,
     limit: int = SCAN_LIMIT,
 ) -> Generator[Item, None, None]:
-    """Every item of ``table``, read by ``segments`` parallel Scan segments (in no order; one
-    segment is a plain Scan).
-
-    Closing the iterator early (or an error in a segment, raised here) stops the segments
-    after the page each is reading.
+    """Every item of ``table``, read by ``segments`` parallel Scan segments
+    (:func:`ddb2bq.dynamodb.scan.read_segments`; in no order; one segment is a plain Scan).
 
     >>> for item in scan_items(boto3.client("dynamodb"), "orders", segments=8):  # doctest: +SKIP
     ...     print(item["pk"])
     """
-    pages: queue.Queue[object] = queue.Queue(maxsize=2 * segments)
-    stop = threading.Event()
-
-    def request(segment: int) -> dict[str, Any]:
-        split = {"Segment": segment, "TotalSegments": segments} if segments > 1 else {}
-        return {"TableName": table, "ConsistentRead": consistent, "Limit": limit, **split}
-
-    def read_segment(segment: int) -> None:
-        try:
-            _scan_segment(dynamodb, request(segment), stop, pages)
-        except Exception as exc:  # noqa: BLE001 (handed over: the caller raises it)
-            _put(pages, exc, stop)
-        finally:
-            _put(pages, _DONE, stop)
-
-    threads = [
-        threading.Thread(target=read_segment, args=(n,), name=f"ddb2bq-scan-{n}", daemon=True)
-        for n in range(segments)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        done = 0
-        while done < segments:
-            page = pages.get()
-            if page is _DONE:
-                done += 1
-            elif isinstance(page, BaseException):
-                raise page
-            else:
-                assert isinstance(page, list)
-                yield from page
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-
-
-def _scan_segment(
-    dynamodb: Any, request: dict[str, Any], stop: threading.Event, pages: queue.Queue[object]
-) -> None:
-    """Page through one segment: each page's ``LastEvaluatedKey`` starts the next."""
-    while not stop.is_set():
-        response = dynamodb.scan(**request)
-        _put(pages, response.get("Items", []), stop)
-        start = response.get("LastEvaluatedKey")
-        if not start:
-            return
-        request["ExclusiveStartKey"] = start
-
-
-def _put(pages: queue.Queue[object], value: object, stop: threading.Event) -> None:
-    """Hand ``value`` over, unless the reader has stopped reading (it then takes nothing)."""
-    while not stop.is_set():
-        try:
-            pages.put(value, timeout=0.1)
-        except queue.Full:
-            continue
-        return
+    starts = [SegmentStart(segment, segments) for segment in range(segments)]
+    pages = read_segments(
+        dynamodb, table, starts, consistent=consistent, page_limit=limit, in_flight=2 * segments
+    )
+    for page in pages:
+        yield from page.items
 
 
 def get_items(

@@ -1,4 +1,5 @@
-"""Parallel Scan for the backfill: one segment's pages, resumable, paced to a read-capacity budget.
+"""Parallel Scan (the backfill's and verify's): segments read by threads, resumable, paced to a
+read-capacity budget.
 
 ``Segment``/``TotalSegments`` split the table; a segment's ``LastEvaluatedKey`` comes back as
 ``ExclusiveStartKey`` with the same segment, and only a missing one means the end
@@ -6,14 +7,19 @@
 :class:`ReadBudget` shared by every segment's reader keeps the sum under ``--max-rcu`` per
 second (an estimate from the items' size stands in when an endpoint reports nothing).
 Eventually consistent by default (half the capacity); ``consistent`` for ``ConsistentRead``.
+:func:`read_segments` reads several segments at once, a thread each, and hands their pages over
+through a bounded queue: the pages in hand stay few whatever the table's size. A Scan of one
+segment is sent as a plain Scan (moto answers 500 to a parallel Scan of a binary hash key).
 """
 
 from __future__ import annotations
 
 import base64
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,13 +90,13 @@ def scan_segment(
     >>> for page in scan_segment(boto3.client("dynamodb"), "orders", 0, 4):  # doctest: +SKIP
     ...     print(len(page.items), page.last_key)
     """
+    split = {"Segment": segment, "TotalSegments": total} if total > 1 else {}
     request: dict[str, Any] = {
         "TableName": table,
-        "Segment": segment,
-        "TotalSegments": total,
         "Limit": page_limit,
         "ConsistentRead": consistent,
         "ReturnConsumedCapacity": "TOTAL",
+        **split,
     }
     key = start_key
     while not stop():
@@ -103,6 +109,77 @@ def scan_segment(
         yield Page(segment, items, key, capacity)
         if key is None:
             return
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentStart:
+    """Where one segment's reading begins: ``start_key`` None is the segment's beginning."""
+
+    segment: int
+    total: int
+    start_key: Item | None = None
+
+
+def read_segments(
+    dynamodb: Any,
+    table: str,
+    starts: Sequence[SegmentStart],
+    *,
+    consistent: bool = False,
+    page_limit: int = 1000,
+    budget: ReadBudget | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    in_flight: int = 16,
+) -> Iterator[Page]:
+    """The pages of every segment of ``starts``, a thread each (16 at most), in no order.
+
+    Closing the iterator (or an error in a segment, raised here) stops the others after the
+    page each is reading.
+
+    >>> starts = [SegmentStart(n, 4) for n in range(4)]
+    >>> for page in read_segments(boto3.client("dynamodb"), "orders", starts):  # doctest: +SKIP
+    ...     print(page.segment, len(page.items))
+    """
+    pages: queue.Queue[Page | BaseException | None] = queue.Queue(maxsize=in_flight)
+    stopping = threading.Event()
+
+    def hand(value: Page | BaseException | None) -> None:
+        while not stopping.is_set():
+            try:
+                pages.put(value, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(start: SegmentStart) -> None:
+        try:
+            for page in scan_segment(
+                dynamodb, table, start.segment, start.total, start_key=start.start_key,
+                consistent=consistent, page_limit=page_limit, budget=budget,
+                stop=lambda: stopping.is_set() or stop(),
+            ):  # fmt: skip
+                hand(page)
+        except BaseException as exc:  # noqa: BLE001 (handed to the reader, raised there)
+            hand(exc)
+        finally:
+            hand(None)
+
+    threads = ThreadPoolExecutor(max_workers=max(1, min(len(starts), 16)))
+    for start in starts:
+        threads.submit(read, start)
+    try:
+        finished = 0
+        while finished < len(starts):
+            item = pages.get()
+            if item is None:
+                finished += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stopping.set()
+        threads.shutdown(wait=True, cancel_futures=True)
 
 
 def _capacity(answer: Mapping[str, Any], items: list[Item], consistent: bool) -> float:
