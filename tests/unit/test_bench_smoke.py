@@ -1,9 +1,12 @@
-"""bench/convert.py works, and its pipelines send the same item data (no timing is asserted)."""
+"""bench/convert.py works, and its pipelines send the same item data; bench/runner.py runs (dry,
+no emulator). No timing is asserted."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +17,7 @@ import orjson
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "convert.py"
+RUNNER_BENCH = BENCH.with_name("runner.py")
 RECORDS = 50
 
 
@@ -149,3 +153,60 @@ def _assert_same_number(text: str, mine: Any, theirs: Any, path: str) -> None:
 
 def _text(number: Any) -> str:
     return number if isinstance(number, str) else repr(number)
+
+
+def test_the_runner_bench_prints_both_phases_the_ratio_and_the_lag() -> None:
+    # GIVEN the runner benchmark, tiny, with its in-memory writer (no emulator, no socket)
+    command = [sys.executable, str(RUNNER_BENCH), "--dry", "--changes", "200", "--shards", "2"]
+    # WHEN it runs as the command line does
+    done = subprocess.run(
+        [*command, "--rate", "2000"],
+        capture_output=True,
+        text=True,
+        cwd=RUNNER_BENCH.parents[1],
+        timeout=120,
+        check=False,
+    )
+    # THEN it prints its table, labelled as not a measurement: both phases, the ratio and the lag
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert "NOT a measurement" in lines[0]
+    changes = {line[:14].strip(): line[14:].split()[0] for line in lines[2:5]}
+    assert changes == {"pipeline alone": "200", "runner": "200", "live": "200"}
+    assert any(line.startswith("ratio runner / pipeline (changes/s) = ") for line in lines)
+    assert "runner overhead = " in done.stdout
+    assert any(line.startswith("lag, live at ") and " p99 " in line for line in lines)
+
+
+BACKFILL_BENCH = BENCH.with_name("backfill.py")
+
+
+def test_the_backfill_bench_runs_its_three_phases_and_checks_every_row() -> None:
+    # GIVEN the backfill benchmark, tiny, on moto's in-process mock and an in-memory BigQuery
+    # that keeps the rows' event ids (--dry: no server, no network)
+    command = [sys.executable, str(BACKFILL_BENCH), "--dry", "--items", "120"]
+    # WHEN it runs as the command line does, with two Scan segments and one worker
+    done = subprocess.run(
+        [*command, "--segments", "2", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        cwd=BACKFILL_BENCH.parents[1],
+        timeout=300,
+        check=False,
+    )
+    # THEN it prints its table, labelled as not a measurement: the three phases, both ratios,
+    # each phase's time split, and every changelog holding each of the 120 items once
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert "NOT a measurement" in lines[0]
+    assert [line[:40].strip() for line in lines[2:5]] == [
+        "obvious: 1 Scan, insert_rows_json x500",
+        "ddb2bq backfill (Scan)",
+        "ddb2bq backfill --export",
+    ]
+    assert any(line.startswith("ratio Scan / obvious = ") for line in lines)
+    assert "export / obvious = " in done.stdout
+    for part in ("Scan calls", "Scan in flight", "load job", "export (moto writes it)"):
+        assert part in done.stdout
+    checks = "changelog rows, distinct keys: [(120, 120), (120, 120), (120, 120)] -> ok"
+    assert checks in lines
