@@ -402,3 +402,45 @@ def test_20000_items_by_scan_and_by_export_verify_at_zero_differences(
         # AND the test's own comparison, against the exported items, agrees
         assert_mirror_matches(bq_client, dataset, table, expected, bq_retry)
         bq_client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+
+
+def test_a_backfill_killed_half_way_resumes_and_verifies(
+    initialised: str,
+    table: str,
+    dynamodb: Any,
+    local_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN 1,500 items and a backfill process of 3 segments loading every ~100 kB
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    fill(dynamodb, table, 1500)
+    command = [sys.executable, "-m", "ddb2bq.cli", "backfill", "--config", initialised,
+               "--segments", "3", "--workers", "1", "--file-mb", "0.1"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env={**os.environ, **local_env}, stderr=subprocess.DEVNULL
+    )
+    # WHEN it is killed (SIGKILL) once some of its progress is saved
+    store = SqliteStateStore(tmp_path / "state.sqlite")
+    deadline = time.time() + 120
+    while not store.backfill_progress(table, 0) and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    saved = store.backfill_progress(table, 0)
+    assert saved, "the backfill saved progress before it was killed"
+    # THEN run again it completes, and verify finds the mirror equal to the table
+    monkeypatch_dir = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["backfill", "--config", initialised]) == 0
+        capsys.readouterr()
+        verify = ["verify", "--config", initialised, "--segments", "1", "--recheck-after", "0"]
+        assert main(verify) == 0
+    finally:
+        os.chdir(monkeypatch_dir)
+    assert "1,500 equal, 0 missing, 0 extra, 0 different." in capsys.readouterr().out
