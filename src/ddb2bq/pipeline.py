@@ -212,6 +212,11 @@ class Pipeline:
         return self._layout
 
     @property
+    def writes_mirror(self) -> bool:
+        """True when the pipeline writes mirror rows itself (the ``cdc`` mirror)."""
+        return self._mirror_writer is not None
+
+    @property
     def source(self) -> str:
         """The runtime's name, as the dead letters record it."""
         return self._source

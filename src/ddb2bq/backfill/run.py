@@ -143,6 +143,11 @@ class Backfill:
         self._export = False
 
     @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline the backfill writes what load jobs do not through."""
+        return self._pipeline
+
+    @property
     def generation(self) -> int:
         """The generation the snapshot rows are written in."""
         return self._generation
@@ -196,6 +201,8 @@ class Backfill:
         self._export = export
         first = list(_first_pages(pages, 1 if export else len(self._segments)))
         self._evolve(first, export)
+        if self._pipeline.writes_mirror:
+            return self._through_pipeline(_chain(first, pages))
         layout = self._pipeline.layout
         snapshot = Snapshot(
             layout, layout.key_names, self._generation, self.taken_at_us, self.table
@@ -212,6 +219,30 @@ class Backfill:
                     break
             self._collect(in_flight, limit=0)
         self._flush()
+        return self._ended()
+
+    def _through_pipeline(self, pages: Iterator[Page]) -> BackfillReport:
+        """The ``cdc`` mirror: each page through the pipeline, which writes the changelog rows
+        and the mirror's UPSERTs (Storage Write) together; progress saved after each page."""
+        for page in pages:
+            number = self._read(page)
+            changes: list[Change | Unparsed] = []
+            for index, unit in enumerate(page.items):
+                try:
+                    changes.append(self._change(unit, index, self._export))
+                except (RecordError, ValueError) as exc:
+                    changes.append(Unparsed(unit, str(exc)))
+            self._write_through_pipeline(changes)
+            self._rows += len(page.items)
+            self._segments[page.segment].items += len(page.items)
+            self._items += len(page.items)
+            self._save(SpoolFile(Path(), rows=len(page.items), marks=[(page.segment, number)]))
+            self._report()
+            if self.stop.requested:
+                break
+        return self._ended()
+
+    def _ended(self) -> BackfillReport:
         complete = not self.stop.requested and all(self._done(s) for s in self._segments.values())
         self._report(done=True)
         return BackfillReport(

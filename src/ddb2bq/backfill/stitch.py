@@ -33,6 +33,8 @@ from typing import Any, TextIO
 from ddb2bq.backfill.run import Backfill, BackfillOptions, BackfillReport
 from ddb2bq.config import Config
 from ddb2bq.exceptions import RetryableError
+from ddb2bq.pipeline import Pipeline, Unparsed
+from ddb2bq.records import Change
 from ddb2bq.runner.loop import Runner
 from ddb2bq.runner.signals import StopFlag
 
@@ -157,6 +159,39 @@ def _raise_generation(config: Config, parts: Parts, out: TextIO) -> None:
           f"DDB2BQ_SOURCE_GENERATION={new}.", file=out)  # fmt: skip
 
 
+def _remove_zombies(backfill: Backfill, refs: Any, parts: Parts, out: TextIO) -> None:
+    """The cdc mirror's keys older than the new snapshot: a REMOVE each, through the pipeline."""
+    from ddb2bq.bigquery.generations import zombie_removes  # noqa: PLC0415
+    from ddb2bq.records import now_micros  # noqa: PLC0415
+
+    pipeline = backfill.pipeline
+    removes = zombie_removes(
+        parts.bigquery, refs.mirror, refs.generations, pipeline.layout,
+        generation=backfill.generation, table=backfill.table, now_us=now_micros(),
+    )  # fmt: skip
+    count = 0
+    batch: list[Change | Unparsed] = []
+    for change in removes:
+        batch.append(change)
+        if len(batch) == 500:
+            count += _remove(pipeline, batch)
+            batch = []
+    if batch:
+        count += _remove(pipeline, batch)
+    print(f"Removed {count} items deleted while the stream was lost from the cdc mirror.",
+          file=out)  # fmt: skip
+
+
+def _remove(pipeline: Pipeline, batch: list[Change | Unparsed]) -> int:
+    result = pipeline.process(batch, ordered=False)
+    if result.first_retryable is not None:
+        raise RetryableError(
+            f"BigQuery did not take the removal of deleted items "
+            f"({result.outcomes[result.first_retryable].reason}); run ddb2bq start again."
+        )
+    return result.count("written")
+
+
 def _snapshot_complete(config: Config, parts: Parts, backfill: Backfill, out: TextIO) -> None:
     from ddb2bq.backfill.build import refresh_mirror  # noqa: PLC0415
     from ddb2bq.bigquery.generations import record_complete  # noqa: PLC0415
@@ -164,6 +199,8 @@ def _snapshot_complete(config: Config, parts: Parts, backfill: Backfill, out: Te
 
     refs = TableRefs.from_config(config, parts.bigquery.project)
     record_complete(parts.bigquery, refs.generations, backfill.generation, backfill.taken_at_us)
+    if config.target.mirror == "cdc":
+        _remove_zombies(backfill, refs, parts, out)
     done = refresh_mirror(config, parts.bigquery)
     print(f"The snapshot of generation {backfill.generation} is complete"
           + (f"; mirror refreshed: {done}." if done else "."), file=out)  # fmt: skip

@@ -7,7 +7,9 @@ row in the old generation and none in the new one. Once the new snapshot is comp
 every mirror mode counts only the keys whose newest row belongs to the newest complete generation
 or a later one; until then the mirror keeps serving the old generation's rows (the view filters
 on it, the MERGE deletes what falls below it after each run). The ``cdc`` mirror cannot be
-filtered this way (BigQuery refuses DML on it); its zombies need a DELETE row per key: not built.
+filtered by DML (BigQuery refuses DML on a table that received UPSERTs): :func:`zombie_removes`
+finds its keys below the newest complete generation, as REMOVE changes of that generation's
+snapshot ``seq`` that the pipeline writes (a changelog row and a cdc DELETE each).
 
 ========== ========= ===========================================================
 column     type      meaning
@@ -20,10 +22,15 @@ snapshot   TIMESTAMP when the snapshot began (the Scan start, or the export time
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ddb2bq.bigquery.sql import TableRef, api_error, api_errors, api_retry
+from ddb2bq.bigquery.sql import TableRef, api_error, api_errors, api_retry, quote
+from ddb2bq.records import Change, snapshot_event_id, snapshot_seq
+from ddb2bq.schema import TableLayout
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -106,3 +113,66 @@ def record_complete(client: Any, ref: TableRef, generation: int, snapshot_us: in
         raise api_error(exc, str(ref)) from exc
     if errors:
         raise api_error(RuntimeError(str(errors)), str(ref))
+
+
+def zombie_removes(
+    client: bigquery.Client,
+    mirror: TableRef,
+    generations: TableRef,
+    layout: TableLayout,
+    *,
+    generation: int,
+    table: str,
+    now_us: int,
+    page_size: int = 5000,
+) -> Iterator[Change]:
+    """A REMOVE change for each key of the ``cdc`` mirror whose row is older than the newest
+    complete generation (``generation``): an item deleted while the stream was lost."""
+    from google.cloud import bigquery  # noqa: PLC0415 (heavy)
+
+    keys = [c.name for c in layout.keys]
+    sql = (
+        f"SELECT {', '.join(quote(k) for k in keys)} FROM {mirror.sql} "
+        f"WHERE NOT ({current_filter(generations)})"
+    )
+    try:
+        job = client.query(sql, job_config=bigquery.QueryJobConfig(), retry=api_retry())
+        for row in job.result(page_size=page_size, retry=api_retry()):
+            yield zombie_remove(layout, dict(row.items()), generation, table, now_us)
+    except api_errors() as exc:
+        raise api_error(exc, str(mirror)) from exc
+
+
+def zombie_remove(
+    layout: TableLayout, row: dict[str, Any], generation: int, table: str, now_us: int
+) -> Change:
+    """The REMOVE change of one zombie key (``row``: the mirror's key columns).
+
+    >>> from ddb2bq.schema import build_layout
+    >>> change = zombie_remove(build_layout([("pk", "S"), ("n", "N")]), {"pk": "a", "n": 7}, 2, "t", 0)
+    >>> change.op, change.keys, change.seq
+    ('REMOVE', {'pk': {'S': 'a'}, 'n': {'N': '7'}}, '0000000000000002/0000000000000000/0000000000000000/0000000000000000')
+    """
+    keys = {}
+    for column in layout.keys:
+        attribute = column.attribute or column.name
+        keys[attribute] = _key_value(layout.key_types.get(attribute, "S"), row[column.name])
+    return Change(
+        op="REMOVE",
+        keys=keys,
+        new_image=None,
+        old_image=None,
+        seq=snapshot_seq(generation),
+        changed_at_us=now_us,
+        event_id=f"zombie-{snapshot_event_id(generation, keys)}",
+        table=table,
+    )
+
+
+def _key_value(kind: str, value: Any) -> dict[str, str]:
+    if kind == "B":
+        raw = value if isinstance(value, bytes) else base64.b64decode(value)
+        return {"B": base64.b64encode(raw).decode()}
+    if kind == "N":
+        return {"N": format(value, "f") if isinstance(value, Decimal) else str(value)}
+    return {"S": str(value)}

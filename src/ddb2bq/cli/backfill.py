@@ -103,11 +103,10 @@ def run_backfill(
 
 
 def check_mirror(config: Config) -> None:
-    """Refuse what a backfill cannot fill yet: a cdc mirror."""
-    if config.target.mirror == "cdc":
+    """Refuse what a backfill cannot fill: a cdc mirror written by insertAll."""
+    if config.target.mirror == "cdc" and config.target.writer != "storage_write":
         raise ConfigError(
-            "Backfilling a cdc mirror is not built yet: its rows would need Storage Write "
-            'UPSERTs; use [target] mirror = "merge" or "view" for the backfill.'
+            'A cdc mirror is written by Storage Write: set [target] writer = "storage_write".'
         )
 
 
