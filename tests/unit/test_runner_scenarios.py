@@ -363,3 +363,36 @@ def test_records_trimmed_before_they_are_read_stop_the_run_mid_shard(tmp_path: P
     with pytest.raises(StreamGapError, match="TrimmedDataAccessException"):
         harness.runner().run(until_caught_up=True)
     assert len(harness.written()) == 4
+
+
+def test_on_gap_backfill_takes_a_new_generation_instead_of_stopping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a replication 30 hours behind a trimmed stream, and [runner] on_gap = "backfill"
+    stream = StreamDouble()
+    put_many(stream, 5)
+    harness = Harness(stream, tmp_path)
+    harness.runner().run(until_caught_up=True)
+    stream.advance(30 * 3600)
+    stream.trim_older_than()
+    runner_config = RunnerConfig(checkpoints=str(tmp_path / "state.sqlite"), on_gap="backfill")
+    config = dataclasses.replace(CONFIG, runner=runner_config)
+    pipeline = Pipeline(CONFIG, LAYOUT, lambda layout: harness.writer, harness.letters)
+    build = functools.partial(runner_from_config, pipeline=pipeline, dynamodb=TableOf(stream),
+                              streams=stream, clock=lambda: stream.clock)  # fmt: skip
+    started: list[argparse.Namespace] = []
+
+    def start(args: argparse.Namespace, config: Config) -> int:
+        started.append(args)
+        return 0
+
+    monkeypatch.setattr("ddb2bq.cli.start.run_start", start)
+    args = argparse.Namespace(config="ddb2bq.toml", until_caught_up=True)
+    err = io.StringIO()
+    # WHEN `ddb2bq run` meets the gap THEN it starts a new generation, with the backfill's defaults
+    assert run_runner(args, config, stderr=err, build=build) == 0
+    (given,) = started
+    assert given.new_generation
+    assert given.until_caught_up
+    assert (given.segments, given.export, given.from_export) == (None, None, None)
+    assert 'on_gap = "backfill"' in err.getvalue()
