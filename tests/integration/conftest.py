@@ -26,6 +26,7 @@ runs the unit tests alone.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,6 +64,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands (`ddb2bq run`, `backfill`, `verify`) configure the ``ddb2bq`` logger (JSON
+    lines on stderr, no propagation): undo it after each test."""
+    logger = logging.getLogger("ddb2bq")
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "propagate", logger.propagate)
+    monkeypatch.setattr(logger, "level", logger.level)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ segments; bad input is one sentence naming the thing."""
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from pathlib import Path
@@ -26,14 +25,6 @@ from tests.integration.dynamodb_support import create_source_table
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = ["from", "a b", "x'; DROP TABLE y; --", "Ünïcødé", "_CHANGE_TYPE", "__proto__", "UPPER"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    logger = logging.getLogger("ddb2bq")
-    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
-    monkeypatch.setattr(logger, "propagate", logger.propagate)
-    monkeypatch.setattr(logger, "level", logger.level)
 
 
 def item(n: int) -> dict[str, Any]:

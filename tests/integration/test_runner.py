@@ -32,17 +32,6 @@ from tests.integration.dynamodb_support import create_source_table
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`ddb2bq run` configures the ``ddb2bq`` logger (JSON lines): undo it after each test."""
-    import logging  # noqa: PLC0415
-
-    logger = logging.getLogger("ddb2bq")
-    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
-    monkeypatch.setattr(logger, "propagate", logger.propagate)
-    monkeypatch.setattr(logger, "level", logger.level)
-
-
 @pytest.fixture
 def table(dynamodb: Any) -> str:
     name = f"run_{uuid.uuid4().hex[:8]}"

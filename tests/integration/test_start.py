@@ -4,7 +4,6 @@ against moto, the stream double (for the gap) and local-bigquery."""
 from __future__ import annotations
 
 import io
-import logging
 import random
 import threading
 import time
@@ -28,14 +27,6 @@ from tests.integration.dynamodb_support import create_source_table
 from tests.integration.test_backfill import assert_mirror_is_the_table, item
 
 KEY = [("pk", "S"), ("sk", "N")]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    logger = logging.getLogger("ddb2bq")
-    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
-    monkeypatch.setattr(logger, "propagate", logger.propagate)
-    monkeypatch.setattr(logger, "level", logger.level)
 
 
 def write_config(path: Path, table: str, dataset: str, mirror: str) -> str:

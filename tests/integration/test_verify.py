@@ -33,18 +33,6 @@ EXTREMES = [
 HOSTILE = ["select", "a`b", "x y", "Status", "status", "_CHANGE_TYPE", "item", "_seq", "ünï", "1x"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`ddb2bq run` and `verify` configure the ``ddb2bq`` logger (JSON lines): undo it after
-    each test."""
-    import logging  # noqa: PLC0415
-
-    logger = logging.getLogger("ddb2bq")
-    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
-    monkeypatch.setattr(logger, "propagate", logger.propagate)
-    monkeypatch.setattr(logger, "level", logger.level)
-
-
 @dataclass(frozen=True)
 class Case:
     mirror: str
