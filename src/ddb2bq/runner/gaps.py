@@ -10,11 +10,12 @@ silently: it records it on the shard's checkpoint (``ddb2bq status`` shows it) a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ddb2bq.exceptions import Ddb2bqError
+from ddb2bq.state import Checkpoint
 
 RETENTION_S = 24 * 3600.0
 """How long DynamoDB Streams keeps a record (after that it "is susceptible to trimming")."""
@@ -49,6 +50,31 @@ class Gap:
         """
         after = f" after sequence number {self.sequence_number}" if self.sequence_number else ""
         return f"{self.cause}{after} (last replicated {timestamp(self.since)})"
+
+
+GONE = "the shard no longer exists although it was not read to its end"
+TOO_OLD = "the checkpoint is older than the stream's 24-hour retention"
+
+
+def stored_gap_cause(
+    checkpoint: Checkpoint, listed: Collection[str], now: float, retention: float = RETENTION_S
+) -> str | None:
+    """Why a stored checkpoint means lost changes (the runner refuses to start past it, and
+    ``ddb2bq status`` shows it), or None: a gap recorded on it, its shard gone from the listing
+    (``listed``) before it was read to its end, or a checkpoint older than the retention.
+
+    >>> stored_gap_cause(Checkpoint("s-1", None, "5", False, 0.0), {"s-1"}, 100_000.0)
+    "the checkpoint is older than the stream's 24-hour retention"
+    """
+    if checkpoint.finished:
+        return None
+    if checkpoint.gap is not None:
+        return checkpoint.gap
+    if checkpoint.shard_id not in listed:
+        return GONE
+    if now - checkpoint.updated_at > retention:
+        return TOO_OLD
+    return None
 
 
 class StreamGapError(Ddb2bqError):

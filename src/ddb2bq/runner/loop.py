@@ -42,7 +42,7 @@ from ddb2bq.dynamodb.shards import ShardInfo, child_shards, lineage_order, list_
 from ddb2bq.exceptions import RecordError, RetryableError
 from ddb2bq.pipeline import Pipeline, Unparsed
 from ddb2bq.records import from_get_records_record
-from ddb2bq.runner.gaps import RETENTION_S, Gap, StreamGapError
+from ddb2bq.runner.gaps import GONE, RETENTION_S, Gap, StreamGapError, stored_gap_cause
 from ddb2bq.runner.pacing import Pacing
 from ddb2bq.runner.reading import Read, ShardCursor, read_page, sequence_number
 from ddb2bq.runner.signals import StopFlag
@@ -249,17 +249,13 @@ class Runner:
         )
 
     def _stored_gap(self, cp: Checkpoint, now: float, listed: Sequence[ShardInfo]) -> Gap | None:
-        if cp.finished:
-            return None
-        if cp.gap is not None:
-            return Gap(cp.shard_id, cp.gap, cp.updated_at, now, cp.sequence_number)
-        if cp.shard_id not in {s.shard_id for s in listed}:
-            cause = "the shard no longer exists although it was not read to its end"
-            return Gap(cp.shard_id, cause, cp.updated_at, now, cp.sequence_number)
-        if now - cp.updated_at > self.settings.retention:
-            cause = "the checkpoint is older than the stream's 24-hour retention"
-            return Gap(cp.shard_id, cause, cp.updated_at, now, cp.sequence_number)
-        return None
+        ids = {s.shard_id for s in listed}
+        cause = stored_gap_cause(cp, ids, now, self.settings.retention)
+        return (
+            None
+            if cause is None
+            else Gap(cp.shard_id, cause, cp.updated_at, now, cp.sequence_number)
+        )
 
     def _track(self, shard: ShardInfo, checkpoint: Checkpoint | None) -> ShardCursor:
         cursor = self._cursors.get(shard.shard_id)
@@ -281,7 +277,7 @@ class Runner:
         now = self._clock()
         gone = [c for i, c in self._cursors.items() if i not in present and not c.finished]
         if gone:
-            cause = "the shard no longer exists although it was not read to its end"
+            cause = GONE
             self._stop_at(
                 [Gap(c.shard_id, cause, c.checkpoint_at, now, c.checkpoint) for c in gone]
             )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ddb2bq.dynamodb.client import StreamsClient
 from ddb2bq.dynamodb.shards import ShardInfo, list_shards, shard_info
-from ddb2bq.runner.gaps import RETENTION_S, timestamp
+from ddb2bq.runner.gaps import RETENTION_S, stored_gap_cause, timestamp
 from ddb2bq.runner.loop import checkpoint_key
 from ddb2bq.state import Checkpoint, Lease, StateStore
 
@@ -50,18 +50,13 @@ class Status:
     @property
     def gaps(self) -> list[str]:
         """One line per shard that lost changes (recorded by the runner, or evident now)."""
-        found = []
-        for shard in self.shards:
-            cp = shard.checkpoint
-            if cp is None or cp.finished:
-                continue
-            if cp.gap:
-                found.append(f"shard {shard.shard_id}: {cp.gap}")
-            elif shard.state == "gone":
-                found.append(f"shard {shard.shard_id}: gone before it was read to its end")
-            elif self.now - cp.updated_at > RETENTION_S:
-                found.append(f"shard {shard.shard_id}: checkpoint older than the retention")
-        return found
+        listed = {s.shard_id for s in self.shards if s.state != "gone"}
+        causes = (
+            (s.shard_id, stored_gap_cause(s.checkpoint, listed, self.now))
+            for s in self.shards
+            if s.checkpoint is not None
+        )
+        return [f"shard {shard_id}: {cause}" for shard_id, cause in causes if cause]
 
     @property
     def time_left_s(self) -> float | None:
