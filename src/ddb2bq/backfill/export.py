@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import orjson
 
+from ddb2bq.dynamodb.connect import error_code
 from ddb2bq.exceptions import ConfigError, Ddb2bqError
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def _json_object(s3: Any, location: ExportLocation, name: str) -> dict[str, Any]
     try:
         body = s3.get_object(Bucket=location.bucket, Key=f"{location.folder}/{name}")["Body"]
     except Exception as exc:
-        if _code(exc) in ("NoSuchKey", "404"):
+        if error_code(exc) in ("NoSuchKey", "404"):
             return None
         raise _s3_error(exc, location) from exc
     document: dict[str, Any] = orjson.loads(body.read())
@@ -169,7 +170,7 @@ def data_files(s3: Any, location: ExportLocation) -> list[str]:
     try:
         body = s3.get_object(Bucket=location.bucket, Key=manifest)["Body"].read()
     except Exception as exc:
-        if _code(exc) not in ("NoSuchKey", "404"):
+        if error_code(exc) not in ("NoSuchKey", "404"):
             raise _s3_error(exc, location) from exc
         return _listed(s3, location)
     return [orjson.loads(line)["dataFileS3Key"] for line in body.splitlines() if line.strip()]
@@ -217,7 +218,7 @@ def _exports(dynamodb: Any, table_arn: str) -> Iterator[dict[str, Any]]:
 
 
 def _export_error(exc: BaseException, table: str, bucket: str) -> Exception:
-    code = _code(exc)
+    code = error_code(exc)
     if code in ("PointInTimeRecoveryUnavailableException",):
         return ConfigError(
             f"Point-in-time recovery is off for table {table!r}, and exports need it: turn it "
@@ -231,14 +232,9 @@ def _export_error(exc: BaseException, table: str, bucket: str) -> Exception:
 
 
 def _s3_error(exc: BaseException, location: ExportLocation) -> Exception:
-    if _code(exc) == "NoSuchBucket":
+    if error_code(exc) == "NoSuchBucket":
         return ConfigError(f"The S3 bucket {location.bucket!r} does not exist: check the address.")
     return exc if isinstance(exc, Exception) else Ddb2bqError(str(exc))
-
-
-def _code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def _micros(value: Any) -> int:

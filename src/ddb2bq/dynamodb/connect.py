@@ -11,7 +11,7 @@ is retryable (:class:`AwsUnavailable`, exit 1).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -84,7 +84,7 @@ def aws_error(exc: BaseException, config: Config, doing: str) -> Ddb2bqError | N
         return ConfigError(f"No AWS region is set {where}: set [source] region (or AWS_REGION).")
     if name in ("InvalidRegionError", "InvalidEndpointConfigurationError"):
         return ConfigError(f"{exc} ({where}): check [source] region and endpoint_url.")
-    if _is_unreachable(exc):
+    if is_unreachable(exc):
         return AwsUnavailable(
             f"{endpoint} cannot be reached {where}: {exc}. Check [source] endpoint_url and the "
             "network, then try again."
@@ -96,7 +96,7 @@ def _client_error(exc: BaseException, where: str) -> Ddb2bqError | None:
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
         return None
-    code = str(response.get("Error", {}).get("Code", ""))
+    code = error_code(exc)
     message = str(response.get("Error", {}).get("Message", ""))
     if code == "ResourceNotFoundException":
         return ConfigError(f"{message or 'Not found'} {where}: check [source] table and region.")
@@ -110,15 +110,28 @@ def _client_error(exc: BaseException, where: str) -> Ddb2bqError | None:
     return Ddb2bqError(f"AWS refused the call {where}: {code}: {message}")
 
 
-def _is_unreachable(exc: BaseException) -> bool:
+def error_code(exc: BaseException) -> str:
+    """The service's error code of a botocore ``ClientError`` (``""`` for anything else).
+
+    >>> class Refused(Exception):
+    ...     response = {"Error": {"Code": "NoSuchBucket"}}
+    >>> error_code(Refused()), error_code(ValueError())
+    ('NoSuchBucket', '')
+    """
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return ""
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """A connection that failed or timed out (botocore's or the socket's): worth another try."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
     names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(
-        names
-        & {
-            "EndpointConnectionError",
-            "ConnectionClosedError",
-            "ConnectTimeoutError",
-            "ReadTimeoutError",
-            "ConnectionError",
-        }
-    )
+    return bool(names & _UNREACHABLE)
+
+
+_UNREACHABLE = frozenset(
+    ("EndpointConnectionError", "ConnectionClosedError", "ConnectTimeoutError", "ReadTimeoutError")
+)

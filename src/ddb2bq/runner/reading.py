@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ddb2bq.dynamodb.client import StreamsClient
+from ddb2bq.dynamodb.connect import error_code, is_unreachable
 from ddb2bq.exceptions import Ddb2bqError
 
 THROTTLED = frozenset(("LimitExceededException", "ProvisionedThroughputExceededException"))
@@ -122,7 +123,7 @@ def _failed(exc: Exception, cursor: ShardCursor, stream_arn: str) -> Read:
         return Read("gone", error=text)
     if code in THROTTLED:
         return Read("throttled", error=text)
-    if code in TRANSIENT or is_network_error(exc) or _server_error(exc):
+    if code in TRANSIENT or is_unreachable(exc) or _server_error(exc):
         return Read("transient", error=text)
     raise StreamError(
         f"DynamoDB Streams refused to read shard {cursor.shard_id} of {stream_arn}: {text}"
@@ -136,26 +137,9 @@ def sequence_number(record: Mapping[str, Any]) -> str | None:
     return str(number) if number is not None else None
 
 
-def error_code(exc: BaseException) -> str:
-    """The service's error code of a botocore ``ClientError`` (``""`` for anything else)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return ""
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 def _server_error(exc: BaseException) -> bool:
     response = getattr(exc, "response", None)
     if not isinstance(response, Mapping):
         return False
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return isinstance(status, int) and status >= 500
-
-
-def is_network_error(exc: BaseException) -> bool:
-    """A connection that failed or timed out (botocore's or the socket's): worth another try."""
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
-                         "ConnectTimeoutError"})  # fmt: skip
