@@ -165,7 +165,7 @@ class Backfill:
         self._expected = description.get("ItemCount") or None
         saved = self._store.backfill_progress(self.table, self._generation)
         total = self.options.segments or _saved_total(saved) or _segments_for(description)
-        saved = self._saved(total)
+        _check_total(self.table, self._generation, saved, total)
         for index in range(total):
             progress = saved.get(index)
             if progress is None or not progress.done:
@@ -182,7 +182,8 @@ class Backfill:
     ) -> BackfillReport:
         """Backfill from an export's data ``files`` (``read(key)`` yields each file's lines);
         a file is the unit of progress."""
-        saved = self._saved(len(files))
+        saved = self._store.backfill_progress(self.table, self._generation)
+        _check_total(self.table, self._generation, saved, len(files))
         for index in range(len(files)):
             if not (saved.get(index) and saved[index].done):
                 self._segments[index] = _Segment(index, len(files), None)
@@ -226,13 +227,7 @@ class Backfill:
         and the mirror's UPSERTs (Storage Write) together; progress saved after each page."""
         for page in pages:
             number = self._read(page)
-            changes: list[Change | Unparsed] = []
-            for index, unit in enumerate(page.items):
-                try:
-                    changes.append(self._change(unit, index, self._export))
-                except (RecordError, ValueError) as exc:
-                    changes.append(Unparsed(unit, str(exc)))
-            self._write_through_pipeline(changes)
+            self.write(self._changes_of(page.items, self._export))
             self._rows += len(page.items)
             self._segments[page.segment].items += len(page.items)
             self._items += len(page.items)
@@ -336,16 +331,22 @@ class Backfill:
         )
 
     def _dead_letter(self, failures: Iterable[tuple[Any, str]], *, export: bool) -> None:
-        items: list[Change | Unparsed] = []
-        for index, (unit, error) in enumerate(failures):
+        """Units a worker could not convert: through the pipeline, which dead-letters them."""
+        units = list(failures)
+        self.write(self._changes_of([u for u, _ in units], export, [e for _, e in units]))
+
+    def _changes_of(
+        self, units: Sequence[Any], export: bool, errors: Sequence[str] | None = None
+    ) -> list[Change | Unparsed]:
+        """The snapshot change of each Scan item (or export line); Unparsed when it has none."""
+        changes: list[Change | Unparsed] = []
+        for index, unit in enumerate(units):
             try:
-                items.append(self._change(unit, index, export))
+                changes.append(self._change(unit, index, export))
             except (RecordError, ValueError) as exc:
-                items.append(Unparsed(unit, f"{error} ({exc})"))
-        result = self._pipeline.process(items, ordered=False)
-        self._letters += result.count("dead_lettered")
-        if result.first_retryable is not None:
-            raise _retry_later(result.outcomes[result.first_retryable].reason)
+                why = f"{errors[index]} ({exc})" if errors else str(exc)
+                changes.append(Unparsed(unit, why))
+        return changes
 
     def _write_refused(self, path: Path) -> None:
         """A load job BigQuery refused: its rows through the pipeline, 500 at a time."""
@@ -354,41 +355,26 @@ class Backfill:
             for index, line in enumerate(handle):
                 changes.append(self._change_of_row(orjson.loads(line), index))
                 if len(changes) == 500:
-                    self._write_through_pipeline(changes)
+                    self.write(changes)
                     changes = []
         if changes:
-            self._write_through_pipeline(changes)
+            self.write(changes)
 
     def _change_of_row(self, row: dict[str, Any], index: int) -> Change | Unparsed:
         """The snapshot change a changelog row was built from (its ``new_image`` is the item)."""
         try:
-            return from_scan_item(
-                orjson.loads(row["new_image"]),
-                key_names=self._pipeline.layout.key_names,
-                scanned_at_us=self.taken_at_us,
-                generation=self._generation,
-                table=self.table,
-                index=index,
-            )
+            return self._change(orjson.loads(row["new_image"]), index, export=False)
         except (RecordError, KeyError, ValueError) as exc:
             return Unparsed(row, f"a spooled row cannot be read back: {exc}")
 
-    def _write_through_pipeline(self, changes: list[Change | Unparsed]) -> None:
+    def write(self, changes: Sequence[Change | Unparsed]) -> int:
+        """Write ``changes`` through the pipeline (what BigQuery refuses to the dead letters);
+        how many were written. RetryableError when some must wait: run the backfill again."""
         result = self._pipeline.process(changes, ordered=False)
         self._letters += result.count("dead_lettered")
         if result.first_retryable is not None:
             raise _retry_later(result.outcomes[result.first_retryable].reason)
-
-    def _saved(self, total: int) -> dict[int, SegmentProgress]:
-        saved = self._store.backfill_progress(self.table, self._generation)
-        totals = {p.total for p in saved.values()}
-        if totals and totals != {total}:
-            raise ConfigError(
-                f"The backfill of table {self.table!r} (generation {self._generation}) was "
-                f"started with {totals.pop()} segments; continue it with that many "
-                "(--segments), since a segment's key range depends on it."
-            )
-        return saved
+        return result.count("written")
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -458,6 +444,19 @@ def _describe(dynamodb: Any, table: str) -> dict[str, Any]:
     """DescribeTable (its ItemCount and TableSizeBytes are updated about every 6 hours)."""
     description: dict[str, Any] = dynamodb.describe_table(TableName=table)["Table"]
     return description
+
+
+def _check_total(
+    table: str, generation: int, saved: dict[int, SegmentProgress], total: int
+) -> None:
+    """Refuse to go on with another segment count than the backfill was started with."""
+    totals = {p.total for p in saved.values()}
+    if totals and totals != {total}:
+        raise ConfigError(
+            f"The backfill of table {table!r} (generation {generation}) was started with "
+            f"{totals.pop()} segments; continue it with that many (--segments), since a "
+            "segment's key range depends on it."
+        )
 
 
 def _saved_total(saved: dict[int, SegmentProgress]) -> int | None:

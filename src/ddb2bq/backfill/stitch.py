@@ -33,7 +33,7 @@ from typing import Any, TextIO
 from ddb2bq.backfill.run import Backfill, BackfillOptions, BackfillReport
 from ddb2bq.config import Config
 from ddb2bq.exceptions import RetryableError
-from ddb2bq.pipeline import Pipeline, Unparsed
+from ddb2bq.pipeline import Unparsed
 from ddb2bq.records import Change
 from ddb2bq.runner.loop import Runner
 from ddb2bq.runner.signals import StopFlag
@@ -164,9 +164,8 @@ def _remove_zombies(backfill: Backfill, refs: Any, parts: Parts, out: TextIO) ->
     from ddb2bq.bigquery.generations import zombie_removes  # noqa: PLC0415
     from ddb2bq.records import now_micros  # noqa: PLC0415
 
-    pipeline = backfill.pipeline
     removes = zombie_removes(
-        parts.bigquery, refs.mirror, refs.generations, pipeline.layout,
+        parts.bigquery, refs.mirror, refs.generations, backfill.pipeline.layout,
         generation=backfill.generation, table=backfill.table, now_us=now_micros(),
     )  # fmt: skip
     count = 0
@@ -174,22 +173,12 @@ def _remove_zombies(backfill: Backfill, refs: Any, parts: Parts, out: TextIO) ->
     for change in removes:
         batch.append(change)
         if len(batch) == 500:
-            count += _remove(pipeline, batch)
+            count += backfill.write(batch)
             batch = []
     if batch:
-        count += _remove(pipeline, batch)
+        count += backfill.write(batch)
     print(f"Removed {count} items deleted while the stream was lost from the cdc mirror.",
           file=out)  # fmt: skip
-
-
-def _remove(pipeline: Pipeline, batch: list[Change | Unparsed]) -> int:
-    result = pipeline.process(batch, ordered=False)
-    if result.first_retryable is not None:
-        raise RetryableError(
-            f"BigQuery did not take the removal of deleted items "
-            f"({result.outcomes[result.first_retryable].reason}); run ddb2bq start again."
-        )
-    return result.count("written")
 
 
 def _snapshot_complete(config: Config, parts: Parts, backfill: Backfill, out: TextIO) -> None:

@@ -98,19 +98,13 @@ def run_runner(
 
 def _new_generation(args: argparse.Namespace, config: Config) -> int:
     """``ddb2bq start --new-generation`` with the backfill's default options."""
+    from ddb2bq.cli.backfill import add_backfill_options  # noqa: PLC0415
     from ddb2bq.cli.start import run_start  # noqa: PLC0415
 
-    start_args = argparse.Namespace(
-        **vars(args),
-        new_generation=True,
-        export=None,
-        from_export=None,
-        segments=None,
-        max_rcu=None,
-        consistent=False,
-        workers=None,
-        file_mb=256.0,
-    )
+    backfill = argparse.ArgumentParser(add_help=False)
+    add_backfill_options(backfill)
+    defaults = vars(backfill.parse_args([]))
+    start_args = argparse.Namespace(**{**defaults, **vars(args), "new_generation": True})
     return run_start(start_args, config)
 
 
