@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ddb2bq.dynamodb import tables
 from ddb2bq.exceptions import ConfigError, Ddb2bqError
 
 VIEW_TYPE = "NEW_AND_OLD_IMAGES"
@@ -97,14 +98,14 @@ def enable_stream(dynamodb: Any, table: str) -> StreamState:
 
 
 def stream_arn_of(dynamodb: Any, table: str) -> str:
-    """The ARN of ``table``'s current stream (DescribeTable ``LatestStreamArn``)."""
-    description = dynamodb.describe_table(TableName=table)["Table"]
-    if not (description.get("StreamSpecification") or {}).get("StreamEnabled"):
+    """The ARN of ``table``'s current stream (:func:`ddb2bq.dynamodb.tables.stream_arn_of`);
+    a table without one is a ConfigError saying what to do."""
+    arn = tables.stream_arn_of(dynamodb, table)
+    if arn is None:
         raise ConfigError(
             f"Table {table!r} has no stream; run `ddb2bq enable-stream` first, or set "
             "[lambda] stream_arn."
         )
-    arn: str = description["LatestStreamArn"]
     return arn
 
 
