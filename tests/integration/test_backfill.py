@@ -21,6 +21,7 @@ from ddb2bq.config import load_config
 from ddb2bq.convert import plain_item
 from ddb2bq.records import encode_binary
 from ddb2bq.state import SqliteStateStore
+from tests.integration.config_support import write_config as write_toml
 from tests.integration.dynamodb_support import create_source_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,27 +67,8 @@ def table(dynamodb: Any) -> str:
 
 
 def write_config(path: Path, table: str, dataset: str, mirror: str = "merge") -> str:
-    path.write_text(
-        "\n".join(
-            [
-                "[source]",
-                f'table = "{table}"',
-                "[target]",
-                f'dataset = "{dataset}"',
-                f'mirror = "{mirror}"',
-                'writer = "insert_all"',
-                "[columns]",
-                'promote = ["s", "n_int", "from"]',
-                "[dead_letters]",
-                f'path = "{path.parent / "dead-letters"}"',
-                "[runner]",
-                f'checkpoints = "{path.parent / "state.sqlite"}"',
-            ]
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    return str(path)
+    columns = {"promote": '["s", "n_int", "from"]'}
+    return write_toml(path, table, dataset, mirror=mirror, columns=columns)
 
 
 def mirror_items(client: bigquery.Client, dataset: str, table: str, retry: Retry) -> Any:

@@ -27,6 +27,7 @@ from ddb2bq.convert import plain_item
 from ddb2bq.dynamodb.streams import read_records
 from ddb2bq.records import encode_binary
 from ddb2bq.state import DynamoDBStateStore, create_table
+from tests.integration.config_support import write_config as write_toml
 from tests.integration.dynamodb_support import create_source_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,24 +40,6 @@ def table(dynamodb: Any) -> str:
     return name
 
 
-def write_config(path: Path, table: str, dataset: str, mirror: str = "view", **runner: str) -> str:
-    lines = [
-        "[source]",
-        f'table = "{table}"',
-        "[target]",
-        f'dataset = "{dataset}"',
-        f'mirror = "{mirror}"',
-        'writer = "insert_all"',
-        "[dead_letters]",
-        f'path = "{path.parent / "dead-letters"}"',
-        "[runner]",
-        f'checkpoints = "{runner.pop("checkpoints", str(path.parent / "state.sqlite"))}"',
-        *(f"{key} = {value}" for key, value in runner.items()),
-    ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(path)
-
-
 def write_items(dynamodb: Any, table: str, count: int, *, start: int = 0, rng: Any = None) -> None:
     """Inserts, updates and deletes: each key's last write decides what the mirror must hold."""
     rng = rng or random.Random(7)
@@ -67,6 +50,15 @@ def write_items(dynamodb: Any, table: str, count: int, *, start: int = 0, rng: A
         else:
             item = {**key, "n": {"N": str(n)}, "big": {"N": f"{n}{'9' * 30}"}, "tag": {"SS": ["a"]}}
             dynamodb.put_item(TableName=table, Item=item)
+
+
+def write_config(path: Path, table: str, dataset: str, mirror: str = "view", **runner: str) -> str:
+    return write_toml(path, table, dataset, mirror=mirror, runner=_quoted(runner))
+
+
+def _quoted(runner: dict[str, str]) -> dict[str, str]:
+    """``checkpoints`` is text; the other runner settings here are numbers."""
+    return {k: f'"{v}"' if k == "checkpoints" else v for k, v in runner.items()}
 
 
 def mirror_rows(client: bigquery.Client, dataset: str, table: str, retry: Retry) -> list[Any]:

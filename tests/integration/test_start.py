@@ -23,6 +23,7 @@ from ddb2bq.config import load_config
 from ddb2bq.runner.build import runner_from_config
 from ddb2bq.runner.signals import StopFlag
 from tests.doubles.streams import StreamDouble
+from tests.integration.config_support import write_config as write_toml
 from tests.integration.dynamodb_support import create_source_table
 from tests.integration.test_backfill import assert_mirror_is_the_table, item
 
@@ -30,27 +31,8 @@ KEY = [("pk", "S"), ("sk", "N")]
 
 
 def write_config(path: Path, table: str, dataset: str, mirror: str) -> str:
-    path.write_text(
-        "\n".join(
-            [
-                "[source]",
-                f'table = "{table}"',
-                "[target]",
-                f'dataset = "{dataset}"',
-                f'mirror = "{mirror}"',
-                'writer = "insert_all"',
-                "[dead_letters]",
-                f'path = "{path.parent / "dead-letters"}"',
-                "[runner]",
-                f'checkpoints = "{path.parent / "state.sqlite"}"',
-                "lease_seconds = 5",
-                'on_gap = "backfill"',
-            ]
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    return str(path)
+    runner = {"lease_seconds": "5", "on_gap": '"backfill"'}
+    return write_toml(path, table, dataset, mirror=mirror, runner=runner)
 
 
 def churn(dynamodb: Any, table: str, count: int, seed: int) -> None:

@@ -19,6 +19,7 @@ from ddb2bq.cli import main
 from ddb2bq.cli.verify import run_verify
 from ddb2bq.config import load_config
 from ddb2bq.verify.canonical import key_text
+from tests.integration.config_support import write_config as write_toml
 from tests.integration.dynamodb_support import create_source_table
 
 N38 = "12345678901234567890123456789012345678"
@@ -96,23 +97,9 @@ class Replicated:
 
 
 def write_config(path: Path, table: str, dataset: str, case: Case) -> str:
-    lines = [
-        "[source]",
-        f'table = "{table}"',
-        "[target]",
-        f'dataset = "{dataset}"',
-        f'mirror = "{case.mirror}"',
-        f'deletes = "{case.deletes}"',
-        'writer = "insert_all"',
-        "[columns]",
-        'promote = ["s", "Status", "status"]',
-        "[dead_letters]",
-        f'path = "{path.parent / "dead-letters"}"',
-        "[runner]",
-        f'checkpoints = "{path.parent / "state.sqlite"}"',
-    ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(path)
+    target = {"deletes": f'"{case.deletes}"'}
+    columns = {"promote": '["s", "Status", "status"]'}
+    return write_toml(path, table, dataset, mirror=case.mirror, target=target, columns=columns)
 
 
 @pytest.fixture(params=list(CASES))
