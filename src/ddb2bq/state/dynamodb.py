@@ -444,7 +444,10 @@ def _progress(item: Item) -> SegmentProgress:
 
 
 def _lease(table: str, item: Item | None) -> Lease | None:
-    if item is None or "owner" not in item:
+    # A lease item without its token is one moto shows half-written (its UpdateItem applies SET
+    # before ADD and a concurrent GetItem can see between them; DynamoDB's is atomic): nobody
+    # holds that lease yet, as before the write.
+    if item is None or "owner" not in item or "token" not in item:
         return None
     return Lease(
         table=table,
