@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ddb2bq.cli.common import AddConfig
+from ddb2bq.cli.options import number, whole
 from ddb2bq.config import Config
 from ddb2bq.exceptions import ConfigError
 
@@ -47,16 +48,16 @@ def add_backfill_options(parser: argparse.ArgumentParser) -> None:
                         "(ExportTableToPointInTime, needs PITR) and read that")  # fmt: skip
     source.add_argument("--from-export", metavar="S3URL",
                         help="read an existing export: s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID")  # fmt: skip
-    parser.add_argument("--segments", type=_positive(int, 1_000_000), default=None,
+    parser.add_argument("--segments", type=whole(1, 1_000_000), default=None,
                         help="Scan segments (TotalSegments), fixed for the life of a backfill "
                         "(default: the running backfill's, else one per 2 GB of table)")  # fmt: skip
-    parser.add_argument("--max-rcu", type=_positive(float, 1e9), default=None,
+    parser.add_argument("--max-rcu", type=number(0, 1e9, above=True), default=None,
                         help="read capacity units per second at most (default: no limit)")  # fmt: skip
     parser.add_argument("--consistent", action="store_true",
                         help="strongly consistent Scan (twice the read capacity)")  # fmt: skip
-    parser.add_argument("--workers", type=_positive(int, 256), default=None,
+    parser.add_argument("--workers", type=whole(1, 256), default=None,
                         help="processes converting items (default: every core)")  # fmt: skip
-    parser.add_argument("--file-mb", type=_positive(float, 15_000), default=256.0,
+    parser.add_argument("--file-mb", type=number(0, 15_000, above=True), default=256.0,
                         help="rows per load job, in MB of NDJSON (default 256)")  # fmt: skip
 
 
@@ -221,16 +222,3 @@ def close_reporter(reporter: Any) -> None:
     close = getattr(reporter, "close", None)
     if close is not None:
         close()
-
-
-def _positive(kind: Callable[[str], Any], high: float) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
-        if not 0 < value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} must be above 0 and at most {high:g}")
-        return value
-
-    return parse

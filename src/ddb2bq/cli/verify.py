@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from ddb2bq.cli.common import EXIT_FAILED, AddConfig
+from ddb2bq.cli.options import number, whole
 from ddb2bq.config import Config
 
 EXIT_INTERRUPTED = 130
@@ -35,7 +35,7 @@ def register(commands: Any, add_config: AddConfig) -> None:
     add_config(verify)
     verify.add_argument(
         "--sample",
-        type=_fraction,
+        type=number(0, 1, above=True),
         default=1.0,
         metavar="FRACTION",
         help="compare only this fraction of the keys (e.g. 0.01), chosen by a salted key hash "
@@ -46,7 +46,7 @@ def register(commands: Any, add_config: AddConfig) -> None:
     )
     verify.add_argument(
         "--segments",
-        type=_positive_int,
+        type=whole(1, 1_000_000),
         default=4,
         help="parallel Scan segments, one thread each (default 4)",
     )
@@ -57,7 +57,7 @@ def register(commands: Any, add_config: AddConfig) -> None:
     )
     verify.add_argument(
         "--recheck-after",
-        type=_seconds,
+        type=number(0, 7 * 24 * 3600),
         default=None,
         metavar="SECONDS",
         help="wait this long before re-checking differences (default: 30 s, plus "
@@ -119,40 +119,6 @@ def run_verify(
     for line in report.lines():
         print(line, file=out)
     return 0 if report.equal_everywhere else EXIT_FAILED
-
-
-def _fraction(text: str) -> float:
-    value = _number(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction above 0 and at most 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds (0 or more)")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{text} is not a whole number from 1 to 1000000")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text} is not a number") from exc
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
-    return value
 
 
 def _log_to(stream: TextIO) -> None:
