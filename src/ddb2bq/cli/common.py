@@ -9,6 +9,7 @@ from ddb2bq.config import Config
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), the shell's convention 128 + 2
 
 Command = Callable[[argparse.Namespace, Config], int]
 AddConfig = Callable[[argparse.ArgumentParser], None]

@@ -16,11 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ddb2bq.cli.common import EXIT_FAILED, AddConfig
+from ddb2bq.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, AddConfig
 from ddb2bq.cli.options import number, whole
 from ddb2bq.config import Config
-
-EXIT_INTERRUPTED = 130
 
 
 def register(commands: Any, add_config: AddConfig) -> None:
