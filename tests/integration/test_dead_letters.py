@@ -29,9 +29,11 @@ from ddb2bq.dead_letters import (
     LocalDeadLetters,
     S3DeadLetters,
     SqsDeadLetters,
+    encode_letter,
     read_dead_letters,
 )
 from ddb2bq.dead_letters.aws import SQS_MAX_BYTES
+from ddb2bq.exceptions import TerminalError
 from ddb2bq.local import REGION, Server
 from ddb2bq.records import from_lambda_record
 from ddb2bq.schema import Column, TableLayout
@@ -285,3 +287,40 @@ def test_sqs_claim_and_settle_delete_only_the_landed_letters(sqs: tuple[Any, str
     ]
     body = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     assert any("requestContext" in m["Body"] for m in body)  # not ours: left in the queue
+
+
+def test_s3_sets_a_cut_off_line_aside_before_it_settles_the_object(s3: Any) -> None:
+    # GIVEN an object of the orders letters whose middle line was cut off
+    store = S3DeadLetters(s3, "letters", "dl/")
+    lines = [encode_letter(letter(n)) for n in (1, 2, 3)]
+    cut = lines[1][:80]
+    key = "dl/orders/2024-05-01/1714564800000001-abc.jsonl"
+    s3.put_object(Bucket="letters", Key=key, Body=b"\n".join([lines[0], cut, lines[2]]))
+    # WHEN it is claimed: the whole letters are, the cut line is named
+    (claim,) = store.claim("orders")
+    assert [x.event_id for x in claim.letters] == ["evt-0001-insert", "evt-0003-insert"]
+    (bad,) = claim.unreadable
+    assert (bad.where, bad.kept_at) == (
+        f"s3://letters/{key}:2",
+        f"s3://letters/{key}.unreadable",
+    )
+    # AND settled with every letter landed
+    store.settle(claim, [])
+    # THEN the cut line is kept, byte for byte, beside the object, which is gone
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="letters")["Contents"]]
+    assert keys == [f"{key}.unreadable"]
+    assert s3.get_object(Bucket="letters", Key=keys[0])["Body"].read() == cut + b"\n"
+    assert list(store.read("orders")) == []
+
+
+def test_sqs_sends_nothing_when_one_letter_is_too_big_and_has_nowhere_to_go(
+    sqs: tuple[Any, str],
+) -> None:
+    client, url = sqs
+    store = SqsDeadLetters(client, url)
+    big = letter(7, record={"pad": "x" * SQS_MAX_BYTES})
+    # WHEN a batch of small letters and one too big for SQS is sent, without an S3 overflow
+    with pytest.raises(TerminalError, match="evt-0007-insert"):
+        store.send([letter(1), big, letter(2)])
+    # THEN none of them was sent: the caller holds the whole batch, not two thirds of it
+    assert read_dead_letters(store) == []

@@ -6,7 +6,9 @@ import argparse
 import base64
 import copy
 import io
+import re
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -146,17 +148,85 @@ def test_a_letter_under_an_unknown_source_name_is_parsed_by_its_shape() -> None:
 # --- local files -------------------------------------------------------------------------------
 
 
-def test_local_letters_go_to_one_file_per_table_and_day(tmp_path: Path) -> None:
+def test_each_send_writes_one_whole_file_per_table_and_day(tmp_path: Path) -> None:
+    # GIVEN two sends, the first with letters of two tables
     store = LocalDeadLetters(tmp_path)
-    store.send([letter_of(record(1)), letter_of(record(2), table="users")])
-    store.send([letter_of(record(3))])
-    orders = tmp_path / "orders" / "2024-05-01.jsonl"
-    assert len(orders.read_bytes().splitlines()) == 2
-    assert (tmp_path / "users" / "2024-05-01.jsonl").exists()
-    assert [x.event_id for x in read_dead_letters(store, "orders")] == [
+    store.send([letter_of(record(1)), letter_of(record(2), table="users"), letter_of(record(3))])
+    store.send([letter_of(record(4))])
+    # THEN each send wrote one file per table and day, named by day, time and a unique id,
+    # each ending with a whole line, and no temporary file is left
+    orders = sorted((tmp_path / "orders").iterdir())
+    assert all(
+        re.fullmatch(r"2024-05-01-1714564800000000-[0-9a-f]{12}\.jsonl", f.name) for f in orders
+    )
+    assert sorted(len(f.read_bytes().splitlines()) for f in orders) == [1, 2]
+    assert all(f.read_bytes().endswith(b"}\n") for f in orders)
+    assert len(list((tmp_path / "users").iterdir())) == 1
+    assert sorted(x.event_id for x in read_dead_letters(store, "orders")) == [
         "evt-0001-insert",
         "evt-0003-insert",
+        "evt-0004-insert",
     ]
+
+
+def test_a_day_file_of_an_earlier_version_is_read_and_replayed(tmp_path: Path) -> None:
+    # GIVEN a day file as earlier versions appended them
+    day_file = tmp_path / "orders" / "2024-05-01.jsonl"
+    day_file.parent.mkdir()
+    day_file.write_bytes(b"".join(encode_letter(letter_of(record(n))) + b"\n" for n in (1, 2)))
+    store = LocalDeadLetters(tmp_path)
+    # WHEN its letters are replayed, one still refused
+    report = replay(store, sink(FakeWriter({"evt-0002-insert"})), "orders")
+    # THEN one landed; the other is kept in a new file, the day file is gone
+    assert (report.landed, report.kept) == (1, 1)
+    assert [x.event_id for x in read_dead_letters(store)] == ["evt-0002-insert"]
+    assert not day_file.exists()
+
+
+def test_a_line_that_is_not_a_letter_is_set_aside_whole_and_the_others_replay(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a file whose second of three lines was cut off (a crash, a full disk)
+    store = LocalDeadLetters(tmp_path)
+    store.send([letter_of(record(n)) for n in (1, 2, 3)])
+    (file,) = (tmp_path / "orders").iterdir()
+    lines = file.read_bytes().splitlines()
+    cut = lines[1][:100]
+    file.write_bytes(lines[0] + b"\n" + cut + b"\n" + lines[2] + b"\n")
+    # WHEN the letters are listed
+    listed = [x.event_id for x in read_dead_letters(store, "orders")]
+    # THEN the two whole ones are, and the cut line is named in a warning
+    assert listed == ["evt-0001-insert", "evt-0003-insert"]
+    assert f"Line {file}:2 is not a whole dead letter" in caplog.text
+    # WHEN they are replayed
+    writer = FakeWriter(set())
+    report = replay(store, sink(writer), "orders")
+    # THEN the whole ones landed, and the cut line is counted, named and moved aside whole
+    assert (report.landed, report.kept, report.done) == (2, 0, False)
+    (bad,) = report.set_aside
+    assert bad.where == f"{file}:2"
+    assert "unexpected end of data" in bad.reason
+    assert writer.written == ["evt-0001-insert", "evt-0003-insert"]
+    assert [p.name for p in (tmp_path / "orders").iterdir()] == [Path(bad.kept_at).name]
+    assert Path(bad.kept_at).read_bytes() == cut + b"\n"
+    # AND it is not read again: the next replay has nothing to do
+    assert replay(store, sink(writer), "orders").done
+
+
+def test_settling_keeps_the_letters_still_failing_under_a_new_live_name(tmp_path: Path) -> None:
+    store = LocalDeadLetters(tmp_path)
+    store.send([letter_of(record(1)), letter_of(record(2))])
+    (claim,) = store.claim("orders")
+    claimed = Path(claim.handle)
+    assert claimed.name.split(".jsonl")[1].startswith(".replaying-")
+    # WHEN it is settled with letter 2 still failing
+    still = replace(claim.letters[1], error="again", failed_at_us=FAILED_AT + 86_400_000_000)
+    store.settle(claim, [still])
+    # THEN the claimed file is gone and letter 2, with its new error, is in a live file
+    (live,) = (tmp_path / "orders").iterdir()
+    assert re.fullmatch(r"2024-05-02-1714651200000000-[0-9a-f]{12}\.jsonl", live.name)
+    assert read_dead_letters(store) == [still]
+    assert not claimed.exists()
 
 
 def test_a_table_name_cannot_escape_the_folder(tmp_path: Path) -> None:
@@ -288,6 +358,46 @@ def test_replay_settles_in_batches(tmp_path: Path) -> None:
     calls = [len(batch) for batch in writer.batches]
     assert calls == [2, 2, 1]
     assert report.landed == 5
+
+
+def test_replay_writes_a_big_file_in_batches_and_settles_it_once(tmp_path: Path) -> None:
+    # GIVEN one file of five letters
+    store = LocalDeadLetters(tmp_path)
+    store.send([letter_of(record(n)) for n in range(1, 6)])
+    writer = FakeWriter({"evt-0004-insert"})
+    # WHEN replayed two changes per write
+    report = replay(store, sink(writer), "orders", batch_size=2)
+    # THEN no write is bigger than asked, and only the refused letter is left
+    assert [len(batch) for batch in writer.batches] == [2, 2, 1]
+    assert (report.landed, report.kept) == (4, 1)
+    assert [x.event_id for x in read_dead_letters(store)] == ["evt-0004-insert"]
+
+
+class Interrupted(FakeWriter):
+    """Ctrl-C in the middle of the write."""
+
+    def write(self, batch: Any) -> Any:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_a_replay_exits_130_and_leaves_every_letter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two letters, and a replay interrupted while it writes them
+    store = LocalDeadLetters(tmp_path)
+    letters = [letter_of(record(1)), letter_of(record(2))]
+    store.send(letters)
+    config = Config(source=SourceConfig(table="orders"))
+    args = argparse.Namespace(table=None, batch_size=500, list=False)
+    # WHEN it is run
+    code = run_replay(args, config, store=store, pipeline=sink(Interrupted(set())))
+    # THEN it exits 130, saying where the letters are, and every letter is still there
+    assert code == 130
+    assert f"every letter is still in {tmp_path}" in capsys.readouterr().err
+    assert read_dead_letters(store) == letters
+    # AND the next replay takes them up
+    assert replay(store, sink(FakeWriter(set())), "orders").landed == 2
+    assert read_dead_letters(store) == []
 
 
 # --- the command -------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ record JSON-able without loss: ``bytes`` become base64 text, ``datetime`` ISO 86
 ==============  ==============================================================================
 kind            where
 ==============  ==============================================================================
-``local``       ``<path>/<table>/<YYYY-MM-DD>.jsonl``, appended under a lock and fsync'd
+``local``       ``<path>/<table>/<YYYY-MM-DD>-<failed_at_us>-<id>.jsonl``, one file per send,
+                written whole (temporary name, fsync, rename) or not at all
 ``s3``          ``s3://<bucket>/<prefix><table>/<YYYY-MM-DD>/<failed_at_us>-<uuid>.jsonl``, one
                 object per batch
 ``sqs``         one message per letter (batches of 10, each body under 256 KB); a bigger letter

@@ -2,19 +2,34 @@
 
 S3 keys: ``<prefix><table>/<YYYY-MM-DD>/<failed_at_us>-<uuid>.jsonl``. SQS messages are sent in
 batches of 10, each batch under 256 KB; a letter bigger than that goes to S3 when an overflow
-store is given, else it is an error naming its key. boto3 errors become RetryableError.
+store is given, else it is an error naming its key, raised before anything is sent. boto3
+errors become RetryableError.
+
+A partial failure never drops a letter: an object is written whole (one PutObject) and only
+rewritten or deleted after the letters still failing are in it; a line of an object that is not
+a letter is put aside first, whole, in ``<key>.unreadable``. An SQS message is deleted only after
+the letter still failing is sent again. A retried send may store a letter twice, never zero
+times (replaying a letter twice is harmless: see :mod:`~ddb2bq.dead_letters.replay`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ddb2bq.contract import DeadLetter
-from ddb2bq.dead_letters.format import Claim, day, decode_letter, encode_letter, safe_name
+from ddb2bq.dead_letters.format import (
+    Claim,
+    day,
+    decode_letter,
+    encode_letter,
+    read_lines,
+    safe_name,
+)
 from ddb2bq.exceptions import RecordError, RetryableError, TerminalError
 
+UNREADABLE = ".unreadable"
 SQS_MAX_BYTES = 256 * 1024
 SQS_BATCH = 10
 
@@ -30,58 +45,81 @@ class S3DeadLetters:
         self.bucket = bucket
         self.prefix = prefix
 
+    @property
+    def where(self) -> str:
+        """The bucket and prefix, for messages."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
     def send(self, letters: Sequence[DeadLetter]) -> None:
-        """Put one object per table holding its letters."""
+        """Put one object per table holding its letters (each object whole, or not at all)."""
         groups: dict[str, list[DeadLetter]] = {}
         for letter in letters:
             groups.setdefault(letter.table, []).append(letter)
         for table, group in groups.items():
             first = group[0].failed_at_us
             key = f"{self._table_prefix(table)}{day(first)}/{first}-{uuid.uuid4().hex}.jsonl"
-            self._put(key, group)
+            self._put(key, _lines(group))
 
     def read(self, table: str | None = None) -> Iterator[DeadLetter]:
-        """Every letter under the prefix (of ``table``)."""
+        """Every letter under the prefix (of ``table``); lines that are not letters are
+        skipped (a replay puts them aside)."""
         for key in self._keys(table):
-            yield from self._get(key)
+            yield from self._claim_of(key).letters
 
     def claim(self, table: str) -> list[Claim]:
         """Every object of ``table`` with its letters (objects are written once: no race)."""
-        return [Claim(tuple(self._get(key)), key) for key in self._keys(table)]
+        return [self._claim_of(key) for key in self._keys(table)]
 
     def settle(self, claim: Claim, remaining: Sequence[DeadLetter]) -> None:
-        """Rewrite the object with the letters still failing, or delete it."""
+        """Put the lines that are not letters aside (``<key>.unreadable``), then rewrite the
+        object with the letters still failing, or delete it."""
+        key = str(claim.handle)
+        if claim.unreadable:
+            lines = b"".join(bad.line.rstrip(b"\n") + b"\n" for bad in claim.unreadable)
+            self._put(f"{key}{UNREADABLE}", lines)
         if remaining:
-            self._put(str(claim.handle), list(remaining))
+            self._put(key, _lines(remaining))
         else:
-            self._call("delete", self._s3.delete_object, Bucket=self.bucket, Key=claim.handle)
+            delete = self._s3.delete_object
+            self._call("delete", key, lambda: delete(Bucket=self.bucket, Key=key))
 
     def _table_prefix(self, table: str) -> str:
         return f"{self.prefix}{safe_name(table)}/"
 
     def _keys(self, table: str | None) -> list[str]:
         prefix = self._table_prefix(table) if table else self.prefix
-        pages = self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix
-        )
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+        paginator = self._s3.get_paginator("list_objects_v2")
 
-    def _put(self, key: str, letters: Sequence[DeadLetter]) -> None:
-        body = b"".join(encode_letter(letter) + b"\n" for letter in letters)
-        self._call("write", self._s3.put_object, Bucket=self.bucket, Key=key, Body=body)
+        def keys() -> list[str]:
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
-    def _get(self, key: str) -> Iterator[DeadLetter]:
-        body = self._call("read", self._s3.get_object, Bucket=self.bucket, Key=key)["Body"].read()
-        for number, line in enumerate(body.splitlines(), start=1):
-            if line.strip():
-                yield decode_letter(line, where=f"s3://{self.bucket}/{key}:{number}")
+        return [key for key in self._call("list", prefix, keys) if key.endswith(".jsonl")]
 
-    def _call(self, what: str, method: Any, **kwargs: Any) -> Any:
+    def _put(self, key: str, body: bytes) -> None:
+        put = self._s3.put_object
+        self._call("write", key, lambda: put(Bucket=self.bucket, Key=key, Body=body))
+
+    def _claim_of(self, key: str) -> Claim:
+
+        def get() -> Any:
+            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+        body = self._call("read", key, get)
+        where = f"s3://{self.bucket}/{key}"
+        letters, unreadable = read_lines(body, where, f"{where}{UNREADABLE}")
+        return Claim(tuple(letters), key, tuple(unreadable))
+
+    def _call(self, what: str, key: str, call: Callable[[], Any]) -> Any:
         try:
-            return method(**kwargs)
+            return call()
         except Exception as exc:
-            where = f"s3://{self.bucket}/{kwargs.get('Key', self.prefix)}"
+            where = f"s3://{self.bucket}/{key}"
             raise RetryableError(f"Cannot {what} dead letters at {where}: {exc}") from exc
+
+
+def _lines(letters: Sequence[DeadLetter]) -> bytes:
+    return b"".join(encode_letter(letter) + b"\n" for letter in letters)
 
 
 class SqsDeadLetters:
@@ -105,6 +143,11 @@ class SqsDeadLetters:
         self._visibility = visibility_timeout
         self._max_messages = max_messages
 
+    @property
+    def where(self) -> str:
+        """The queue, for messages."""
+        return self.queue_url
+
     def send(self, letters: Sequence[DeadLetter]) -> None:
         """Send ``letters`` in batches of 10 (each batch under 256 KB)."""
         bodies: list[tuple[DeadLetter, str]] = []
@@ -112,16 +155,16 @@ class SqsDeadLetters:
         for letter in letters:
             body = encode_letter(letter).decode()
             (too_big if len(body.encode()) > SQS_MAX_BYTES else bodies).append((letter, body))
-        for batch in _sqs_batches([b for _, b in bodies]):
-            self._send_batch(batch)
-        if too_big and self.overflow is not None:
-            self.overflow.send([letter for letter, _ in too_big])
-        elif too_big:
+        if too_big and self.overflow is None:  # before sending any: all or none of them
             names = "; ".join(f"event {ltr.event_id} (key {ltr.keys})" for ltr, _ in too_big)
             raise TerminalError(
                 f"Dead letters over the SQS limit of {SQS_MAX_BYTES} bytes, not sent: {names}. "
                 "Set [dead_letters] s3_bucket so that big letters go to S3."
             )
+        if too_big and self.overflow is not None:
+            self.overflow.send([letter for letter, _ in too_big])
+        for batch in _sqs_batches([b for _, b in bodies]):
+            self._send_batch(batch)
 
     def read(self, table: str | None = None) -> Iterator[DeadLetter]:
         """Every letter in the queue (of ``table``): received, then all made visible again."""

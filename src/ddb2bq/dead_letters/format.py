@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -91,6 +91,28 @@ def decode_letter(text: str | bytes, where: str = "") -> DeadLetter:
         raise RecordError(f"not a dead letter: {exc}", record=where) from exc
 
 
+def read_lines(data: bytes, where: str, kept_at: str) -> tuple[list[DeadLetter], list[Unreadable]]:
+    """The letters in ``data`` (JSON lines), and the lines that are not letters: one bad line
+    never hides the others. ``where`` names the file or object, ``kept_at`` where its
+    unreadable lines go.
+
+    >>> letters, bad = read_lines(b'{"table": "t", "err', "t/a.jsonl", "t/a.jsonl.unreadable")
+    >>> (letters, bad[0].where)
+    ([], 't/a.jsonl:1')
+    """
+    letters: list[DeadLetter] = []
+    unreadable: list[Unreadable] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            letters.append(decode_letter(line))
+        except RecordError as exc:
+            why = str(exc.__cause__ or exc)
+            unreadable.append(Unreadable(f"{where}:{number}", why, kept_at, line))
+    return letters, unreadable
+
+
 def day(micros: int) -> str:
     return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%d")
 
@@ -101,15 +123,40 @@ def safe_name(table: str) -> str:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A stored line that is not a whole dead letter (cut off by a crash or a full disk, or
+    edited by hand). A replay never parses it again nor deletes it: settling its claim moves it,
+    byte for byte, to ``kept_at``.
+
+    ``where`` names the file (or object) and line, ``reason`` why it cannot be read.
+    """
+
+    where: str
+    reason: str
+    kept_at: str
+    line: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Claim:
-    """Letters taken from a store for a replay, and what the store needs to settle them."""
+    """Letters taken from a store for a replay, and what the store needs to settle them.
+
+    ``unreadable`` holds the lines of the claimed file or object that are not letters: the
+    store moves them aside when it settles the claim.
+    """
 
     letters: tuple[DeadLetter, ...]
     handle: Any
+    unreadable: tuple[Unreadable, ...] = ()
 
 
 class DeadLetterStore(Protocol):
     """Dead letters read back: listed, claimed for a replay, and settled after it."""
+
+    @property
+    def where(self) -> str:
+        """Where the letters are (a folder, an S3 prefix, a queue URL), for messages."""
+        ...
 
     def read(self, table: str | None = None) -> Iterator[DeadLetter]:
         """Every stored letter (of ``table``), without changing anything."""
@@ -120,7 +167,8 @@ class DeadLetterStore(Protocol):
         ...
 
     def settle(self, claim: Claim, remaining: Sequence[DeadLetter]) -> None:
-        """Remove ``claim``'s letters, keeping ``remaining`` (with their new errors)."""
+        """Remove ``claim``'s letters, keeping ``remaining`` (with their new errors) and its
+        unreadable lines; raise RetryableError, and change nothing, when they cannot be kept."""
         ...
 
 

@@ -6,6 +6,12 @@ replay-dead-letters --config ddb2bq.toml``. A letter whose change is written is 
 other letter stays, with its new error and time. Replaying is idempotent: a change written twice
 has the same ``event_id`` and ``seq`` (the changelog's insert id, the mirror's ordering).
 
+Nothing is removed before it is safe: a claim is settled (its landed letters removed, the
+others kept) only after every letter in it was written or kept again, and a stored line that is
+not a letter at all is moved aside whole by the store, counted and named in the report, while
+the other letters of its file replay. A replay stopped half-way (Ctrl-C, a full disk) leaves
+every letter in the store; the next replay takes the claimed ones first.
+
 Replay is a runtime like the others: the changes go through the one
 :class:`~ddb2bq.pipeline.Pipeline` (unordered: letters are independent of each other), built with
 :class:`DiscardDeadLetters` because the replay keeps the original letters itself.
@@ -20,7 +26,7 @@ from typing import Any
 import orjson
 
 from ddb2bq.contract import DeadLetter
-from ddb2bq.dead_letters.format import Claim, DeadLetterStore, with_error
+from ddb2bq.dead_letters.format import Claim, DeadLetterStore, Unreadable, with_error
 from ddb2bq.exceptions import RecordError
 from ddb2bq.pipeline import Pipeline
 from ddb2bq.records import (
@@ -46,17 +52,27 @@ class DiscardDeadLetters:
 
 @dataclass(frozen=True, slots=True)
 class ReplayReport:
-    """What a replay did: letters removed because their change landed, and letters kept with
-    their new error (``unreadable`` of them because their record cannot be parsed)."""
+    """What a replay did: letters removed because their change landed, letters kept with
+    their new error (``unreadable`` of them because their record cannot be parsed), and the
+    stored lines that are not letters at all, moved aside whole (``set_aside``)."""
 
     landed: int = 0
     kept: int = 0
     unreadable: int = 0
+    set_aside: tuple[Unreadable, ...] = ()
 
     def __add__(self, other: ReplayReport) -> ReplayReport:
         return ReplayReport(
-            self.landed + other.landed, self.kept + other.kept, self.unreadable + other.unreadable
+            self.landed + other.landed,
+            self.kept + other.kept,
+            self.unreadable + other.unreadable,
+            self.set_aside + other.set_aside,
         )
+
+    @property
+    def done(self) -> bool:
+        """Every letter landed and no line was set aside: nothing is left to look at."""
+        return not self.kept and not self.set_aside
 
 
 def parse_letter(letter: DeadLetter, *, generation: int = 0) -> Change:
@@ -150,14 +166,24 @@ def replay(
     batch_size: int = 500,
     clock: Callable[[], int] = now_micros,
 ) -> ReplayReport:
-    """Replay the letters of ``table`` in ``store`` through ``pipeline``; settle each claim.
+    """Replay the letters of ``table`` in ``store`` through ``pipeline``, ``batch_size`` changes
+    per write; settle each claim once all its letters are written or kept.
+
+    A claim is settled only after each of its letters has landed or been kept with its new
+    error, so a letter is never removed before it is written again; when the store cannot keep
+    them (a full disk), the RetryableError stops the replay and the claim stays whole for the
+    next one. Lines that are not letters are moved aside by the store and reported.
 
     >>> replay(LocalDeadLetters("dead-letters"), pipeline, "orders")  # doctest: +SKIP
-    ReplayReport(landed=3, kept=1, unreadable=0)
+    ReplayReport(landed=3, kept=1, unreadable=0, set_aside=())
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size is {batch_size}; replay at least 1 change per write.")
     report = ReplayReport()
     for group in _groups(store.claim(table), batch_size):
-        report += _replay_group(store, pipeline, group, generation, clock)
+        report += _replay_group(
+            store, pipeline, group, generation=generation, batch_size=batch_size, clock=clock
+        )
     return report
 
 
@@ -178,24 +204,20 @@ def _replay_group(
     store: DeadLetterStore,
     pipeline: Pipeline,
     claims: list[Claim],
+    *,
     generation: int,
+    batch_size: int,
     clock: Callable[[], int],
 ) -> ReplayReport:
     letters = [letter for claim in claims for letter in claim.letters]
     errors: dict[int, str] = {}
-    parsed: list[tuple[int, Change]] = []
-    for index, letter in enumerate(letters):
-        try:
-            parsed.append((index, parse_letter(letter, generation=generation)))
-        except RecordError as exc:
-            errors[index] = f"cannot be parsed again: {exc} (first error: {letter.error})"
-    statuses = dict.fromkeys(errors, "unreadable")
-    if parsed:
-        result = pipeline.process([change for _, change in parsed], ordered=False)
-        for (index, _), outcome in zip(parsed, result.outcomes, strict=True):
-            statuses[index] = outcome.status
-            if outcome.status not in LANDED:
-                errors[index] = outcome.reason
+    statuses: dict[int, str] = {}
+    for start in range(0, len(letters), batch_size):
+        chunk = letters[start : start + batch_size]
+        for index, (status, error) in enumerate(_replay_letters(pipeline, chunk, generation)):
+            statuses[start + index] = status
+            if error is not None:
+                errors[start + index] = error
     now = clock()
     offset = 0
     for claim in claims:
@@ -209,4 +231,25 @@ def _replay_group(
         landed=counts.count("written"),
         kept=len(errors),
         unreadable=counts.count("unreadable"),
+        set_aside=tuple(line for claim in claims for line in claim.unreadable),
     )
+
+
+def _replay_letters(
+    pipeline: Pipeline, letters: Sequence[DeadLetter], generation: int
+) -> list[tuple[str, str | None]]:
+    """Each letter's status, and its new error unless it landed."""
+    results: dict[int, tuple[str, str | None]] = {}
+    parsed: list[tuple[int, Change]] = []
+    for index, letter in enumerate(letters):
+        try:
+            parsed.append((index, parse_letter(letter, generation=generation)))
+        except RecordError as exc:
+            error = f"cannot be parsed again: {exc} (first error: {letter.error})"
+            results[index] = ("unreadable", error)
+    if parsed:
+        result = pipeline.process([change for _, change in parsed], ordered=False)
+        for (index, _), outcome in zip(parsed, result.outcomes, strict=True):
+            landed = outcome.status in LANDED
+            results[index] = (outcome.status, None if landed else outcome.reason)
+    return [results[index] for index in range(len(letters))]
