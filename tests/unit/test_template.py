@@ -10,7 +10,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint
 
 from ddb2bq.config import Config, load_config
-from ddb2bq.deploy.template import build_template, function_environment, render
+from ddb2bq.deploy.template import build_template, function_environment, notes, render
 from ddb2bq.exceptions import ConfigError
 
 STREAM = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-11-30T00:00:00.000"
@@ -105,6 +105,13 @@ def config_from(text: str, tmp_path: Path) -> Config:
 
 def template_for(text: str, tmp_path: Path) -> dict[str, Any]:
     return build_template(config_from(text, tmp_path), stream_arn=STREAM)
+
+
+def with_setting(text: str, section: str, line: str) -> str:
+    """``text`` with ``line`` in ``section`` (added at the end when it has no such section)."""
+    if f"{section}\n" in text:
+        return text.replace(f"{section}\n", f"{section}\n{line}\n", 1)
+    return f"{text}{section}\n{line}\n"
 
 
 def statements(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -221,7 +228,10 @@ def test_the_stacks_own_queue_receives_sqs_dead_letters(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda t: t.replace('kind = "sqs"', 'kind = "local"'), "no lasting disk"),
+        (
+            lambda t: t.replace('kind = "sqs"', 'kind = "local"\npath = "/var/lib/ddb2bq/dead"'),
+            "no lasting disk",
+        ),
         (lambda t: t.replace('code_bucket = "acme-artifacts"', ""), "code_bucket"),
         (lambda t: t.replace('table = "orders"', 'table = "customers"'), "belongs to table"),
         (lambda t: t + "memory = 64\n", r"\[lambda\] memory is 64"),
@@ -258,3 +268,137 @@ def test_sqs_dead_letters_with_an_overflow_bucket_may_put_there(tmp_path: Path) 
     assert granted["PutItsDeadLetters"]["Resource"]["Fn::Sub"].endswith(
         ":s3:::acme-big-letters/ddb2bq/dead-letters/*"
     )
+
+
+def test_without_dead_letters_the_stacks_queue_receives_them_and_the_template_says_so(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a configuration with no [dead_letters] section (kind "local" by default)
+    config = config_from(MINIMAL.replace('[dead_letters]\nkind = "sqs"\n', ""), tmp_path)
+    assert config.dead_letters.kind == "local"
+    # WHEN the template is built
+    document = build_template(config, stream_arn=STREAM)
+    # THEN the function sends its dead letters to the stack's own queue, and the stack says so
+    variables = document["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    assert variables["DDB2BQ_DEAD_LETTERS_KIND"] == "sqs"
+    assert variables["DDB2BQ_DEAD_LETTERS_SQS_QUEUE_URL"] == {"Ref": "DeadLetterQueue"}
+    assert "[dead_letters] is not configured" in document["Description"]
+    [note] = notes(config)
+    assert "stack's own SQS queue" in note
+    assert notes(config_from(MINIMAL, tmp_path)) == []
+
+
+def test_the_stack_and_the_function_name_their_table(tmp_path: Path) -> None:
+    # GIVEN a table whose name needed no change  WHEN its template is built
+    document = template_for(MINIMAL, tmp_path)
+    # THEN the function is tagged with the table, and the stack outputs it
+    function = document["Resources"]["Function"]["Properties"]
+    assert function["Tags"] == [{"Key": "ddb2bq:table", "Value": "orders"}]
+    assert document["Outputs"]["SourceTable"] == {"Value": "orders"}
+    # AND the role, queue and alarms carry no name of their own: CloudFormation makes unique ones
+    for resource in document["Resources"].values():
+        assert not {"RoleName", "QueueName", "AlarmName"} & set(resource["Properties"])
+
+
+def test_descriptions_stay_within_their_limits_for_the_longest_names(tmp_path: Path) -> None:
+    # GIVEN a 255-character table name (DynamoDB's longest) and a long dataset name
+    table = "t" * 255
+    text = MINIMAL.replace('table = "orders"', f'table = "{table}"').replace(
+        'dataset = "dynamodb"', f'dataset = "{"d" * 1024}"'
+    )
+    stream = STREAM.replace("table/orders/", f"table/{table}/")
+    # WHEN the template is built
+    document = build_template(config_from(text, tmp_path), stream_arn=stream)
+    # THEN every description fits CloudFormation's, Lambda's and CloudWatch's limits
+    resources = document["Resources"]
+    assert len(document["Description"]) <= 1024
+    assert len(resources["Function"]["Properties"]["Description"]) <= 256
+    assert len(resources["Function"]["Properties"]["FunctionName"]) <= 64
+    assert len(resources["Role"]["Properties"]["Description"]) <= 1000
+    assert all(
+        len(r["Properties"]["AlarmDescription"]) <= 1024
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("function_name", "orders_to_bq", "[lambda] function_name 'orders_to_bq'"),
+        ("stack_name", "1-orders", "[lambda] stack_name '1-orders'"),
+        ("function_name", "f" * 65, "[lambda] function_name"),
+    ],
+)
+def test_an_explicit_name_is_never_changed_behind_the_users_back(
+    setting: str, value: str, named: str, tmp_path: Path
+) -> None:
+    # GIVEN an explicit name the services would refuse
+    text = MINIMAL + f'{setting} = "{value}"\n'
+    # WHEN the template is built  THEN the setting is named, with a valid name to use instead
+    with pytest.raises(ConfigError, match="is not a valid name") as refused:
+        template_for(text, tmp_path)
+    assert named in str(refused.value)
+
+
+PRIVATE_KEY = (
+    "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n-----END PRIVATE KEY-----\\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "setting"),
+    [
+        ("[target]", 'table = "orders -----BEGIN PRIVATE KEY----- x"', "[target] table"),
+        ("[google]", 'secret_id = "AKIAIOSFODNN7EXAMPLE"', "[google] secret_id"),
+        (
+            "[lambda]",
+            'alarm_topic = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"',
+            "[lambda] alarm_topic",
+        ),
+        (
+            "[dead_letters]",
+            'sqs_queue_url = "https://u:hunter2@sqs.eu-west-1.amazonaws.com/123456789012/q"',
+            "[dead_letters] sqs_queue_url",
+        ),
+        (
+            "[google]",
+            f'workload_identity_config = \'{{"private_key": "{PRIVATE_KEY}"}}\'',
+            "[google] workload_identity_config",
+        ),
+    ],
+)
+def test_a_setting_that_holds_a_secret_is_refused_without_quoting_it(
+    section: str, line: str, setting: str, tmp_path: Path
+) -> None:
+    # GIVEN a secret pasted into a setting the template copies into the stack
+    text = with_setting(MINIMAL, section, line)
+    # WHEN the template is built  THEN the setting is named and the secret is not quoted
+    with pytest.raises(ConfigError, match="Secrets Manager") as refused:
+        template_for(text, tmp_path)
+    message = str(refused.value)
+    assert message.startswith(setting)
+    for secret in ("PRIVATE KEY", "AKIAIOSFODNN7EXAMPLE", "bPxRfiCYEXAMPLEKEY", "hunter2"):
+        assert secret not in message
+
+
+def test_ordinary_names_and_paths_are_not_taken_for_secrets(tmp_path: Path) -> None:
+    # GIVEN long names of the shape a user writes: tables, datasets, topics, paths
+    text = MINIMAL.replace('table = "orders"', 'table = "CustomerOrdersHistoryTable2024Prod"')
+    text = text.replace('dataset = "dynamodb"', 'dataset = "ReplicatedFromDynamoDB2024Prod"')
+    text += 'alarm_topic = "arn:aws:sns:eu-west-1:123456789012:OnCallPagerDutyTopic2024"\n'
+    stream = STREAM.replace("table/orders/", "table/CustomerOrdersHistoryTable2024Prod/")
+    # WHEN the template is built  THEN nothing is refused
+    build_template(config_from(text, tmp_path), stream_arn=stream)
+
+
+def test_a_workload_identity_setting_that_is_not_external_account_is_refused(
+    tmp_path: Path,
+) -> None:
+    # GIVEN gcloud's user credentials file where the external_account configuration should be
+    adc = tmp_path / "application_default_credentials.json"
+    adc.write_text(json.dumps({"type": "authorized_user", "client_id": "1.apps", "quota": "x"}))
+    text = MINIMAL + f'[google]\nworkload_identity_config = "{adc}"\n'
+    # WHEN the template is built  THEN it is refused as init refuses it
+    with pytest.raises(ConfigError, match='not an "external_account"'):
+        template_for(text, tmp_path)

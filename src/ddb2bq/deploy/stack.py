@@ -7,6 +7,9 @@ command line passes real ones and tests pass clients on moto or a recording fake
   is already on; refuses to replace a stream of another view type (its readers would lose it).
 - :func:`upload_code`: the zip under a content-addressed key (``...-<sha256>.zip``), so new code
   is a change CloudFormation sees, and an unchanged zip is not uploaded again.
+- :func:`check_owner`: a stack of the name that replicates another table (its
+  :data:`~ddb2bq.deploy.template.TABLE_TAG` tag, or the stream of its template for stacks made
+  before the tag) is never updated.
 - :func:`deploy_stack`: a change set (CREATE or UPDATE), waited for, each change reported,
   then executed and waited for; "no changes" is success.
 """
@@ -14,13 +17,16 @@ command line passes real ones and tests pass clients on moto or a recording fake
 from __future__ import annotations
 
 import hashlib
+import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
+from ddb2bq.deploy.template import STREAM_ARN, TABLE_TAG
 from ddb2bq.dynamodb import tables
+from ddb2bq.dynamodb.connect import error_code
 from ddb2bq.exceptions import ConfigError, Ddb2bqError
 
 VIEW_TYPE = "NEW_AND_OLD_IMAGES"
@@ -120,23 +126,99 @@ def code_key_for(base_key: str, zip_bytes: bytes) -> str:
     return str(path.with_name(f"{path.stem}-{digest}{path.suffix or '.zip'}"))
 
 
-def upload_code(s3: Any, bucket: str, base_key: str, zip_path: Path) -> str:
-    """Upload ``zip_path`` to ``bucket`` under its content-addressed key; returns the key."""
-    body = zip_path.read_bytes()
+def upload_code(s3: Any, bucket: str, base_key: str, body: bytes) -> str:
+    """Upload the zip ``body`` to ``bucket`` under its content-addressed key
+    (:func:`code_key_for`), unless it is there already; returns the key."""
     key = code_key_for(base_key, body)
-    if not _object_exists(s3, bucket, key):
+    if _object_exists(s3, bucket, key):
+        return key
+    try:
         s3.put_object(Bucket=bucket, Key=key, Body=body)
+    except s3.exceptions.ClientError as exc:
+        if error_code(exc) != "NoSuchBucket":
+            raise
+        raise ConfigError(
+            f"S3 bucket {bucket!r} ([lambda] code_bucket) does not exist: create it (aws s3 mb "
+            f"s3://{bucket}) or set [lambda] code_bucket to a bucket that does."
+        ) from exc
     return key
+
+
+def check_code(s3: Any, bucket: str, key: str) -> None:
+    """Refuse to deploy a function whose zip is not at ``s3://bucket/key`` (CloudFormation would
+    fail to create it and leave the stack in ROLLBACK_COMPLETE)."""
+    if not _object_exists(s3, bucket, key):
+        raise ConfigError(
+            f"There is no s3://{bucket}/{key} to create the function from: pass --zip (a zip from "
+            "`ddb2bq package`) to upload one, or set [lambda] code_bucket and code_key (--code-key) "
+            "to where it is."
+        )
 
 
 def _object_exists(s3: Any, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
             return False
         raise
     return True
+
+
+def owner_of(cloudformation: Any, stack_name: str) -> str | None:
+    """The table stack ``stack_name`` replicates; ``""`` when ddb2bq did not make it, None when
+    there is no such stack (or only an empty one, REVIEW_IN_PROGRESS).
+
+    The table is the stack's :data:`~ddb2bq.deploy.template.TABLE_TAG` tag, or, on stacks ddb2bq
+    made before it tagged them, the table of its template's stream.
+    """
+    found = _describe(cloudformation, stack_name)
+    if found is None:
+        return None
+    tags = {tag["Key"]: tag["Value"] for tag in found.get("Tags") or []}
+    if TABLE_TAG in tags:
+        return str(tags[TABLE_TAG])
+    if found["StackStatus"] == "REVIEW_IN_PROGRESS":
+        return None
+    return _template_table(cloudformation, stack_name)
+
+
+def check_owner(cloudformation: Any, stack_name: str, table: str) -> None:
+    """Refuse to update ``stack_name`` when it replicates another table than ``table``."""
+    owner = owner_of(cloudformation, stack_name)
+    if owner is None or owner == table:
+        return
+    whose = f"replicates table {owner!r}" if owner else "was not made by ddb2bq"
+    raise ConfigError(
+        f"Stack {stack_name!r} {whose}, not [source] table {table!r}, and deploying would take it "
+        f"over: set [lambda] stack_name and function_name to names of {table!r}'s own (or leave "
+        "both out: the names ddb2bq derives are unique per table)."
+    )
+
+
+def check_renamed(cloudformation: Any, old_name: str, new_name: str, table: str) -> None:
+    """Refuse to create ``new_name`` while ``old_name``, the name earlier ddb2bq versions gave
+    ``table``'s stack, replicates it: two stacks would read the one stream."""
+    if owner_of(cloudformation, old_name) != table:
+        return
+    raise ConfigError(
+        f"Stack {old_name!r}, named by an earlier ddb2bq, already replicates table {table!r}, and "
+        f"a new stack {new_name!r} would read its stream a second time: set [lambda] stack_name "
+        f"and function_name to {old_name!r} to keep deploying to it, or delete it first."
+    )
+
+
+def _template_table(cloudformation: Any, stack_name: str) -> str:
+    body: Any = cloudformation.get_template(StackName=stack_name).get("TemplateBody", {})
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return ""  # not JSON: not a template ddb2bq wrote
+    resources = body.get("Resources", {}) if isinstance(body, dict) else {}
+    arn = resources.get("StreamMapping", {}).get("Properties", {}).get("EventSourceArn")
+    match = STREAM_ARN.match(arn) if isinstance(arn, str) else None
+    return match["table"] if match else ""
 
 
 def deploy_stack(
@@ -145,13 +227,15 @@ def deploy_stack(
     template_body: str,
     *,
     execute: bool = True,
+    tags: Mapping[str, str] | None = None,
     report: Callable[[str], None] = print,
     sleep: Sleep = time.sleep,
     timeout: float = 1800.0,
 ) -> DeployResult:
     """Create or update ``stack_name`` through a change set; report each change, then execute.
 
-    With ``execute=False`` the change set is described and deleted, nothing else.
+    With ``execute=False`` the change set is described and deleted, nothing else. ``tags`` go
+    on the stack (and CloudFormation puts them on its resources).
     """
     created = not _stack_exists(cloudformation, stack_name)
     name = f"ddb2bq-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
@@ -162,6 +246,7 @@ def deploy_stack(
         TemplateBody=template_body,
         Capabilities=CAPABILITIES,
         Description="ddb2bq deploy",
+        Tags=[{"Key": key, "Value": value} for key, value in sorted((tags or {}).items())],
     )
     described = _wait_for_change_set(cloudformation, stack_name, name, sleep, timeout)
     if described is None:
@@ -184,13 +269,18 @@ def deploy_stack(
 
 def _stack_exists(cloudformation: Any, stack_name: str) -> bool:
     """Whether a stack to update exists (one left in REVIEW_IN_PROGRESS is created again)."""
+    found = _describe(cloudformation, stack_name)
+    return found is not None and found["StackStatus"] != "REVIEW_IN_PROGRESS"
+
+
+def _describe(cloudformation: Any, stack_name: str) -> dict[str, Any] | None:
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except cloudformation.exceptions.ClientError as exc:
         if "does not exist" in str(exc):
-            return False
+            return None
         raise
-    return bool(stacks) and stacks[0]["StackStatus"] != "REVIEW_IN_PROGRESS"
+    return dict(stacks[0]) if stacks else None
 
 
 def _wait_for_change_set(
