@@ -16,9 +16,13 @@ L           JSON                                            array
 ==========  ==============================================  =====================================
 
 Numbers are DynamoDB's decimal text (up to 38 significant digits, 1E-130 to 9.99...E+125, either
-sign). They are never passed through a float unless the float gives back the same value, and never
-through a ``decimal`` context (which rounds to 28 digits); boto3's ``TypeDeserializer`` is not used
-(it raises on valid numbers such as ``1234567895171680000000000000000000000000``).
+sign, and zero). They are never passed through a float unless the float gives back the same
+value, and never through a ``decimal`` context (which rounds to 28 digits); boto3's
+``TypeDeserializer`` is not used (it raises on valid numbers such as
+``1234567895171680000000000000000000000000``). Text outside that domain (``1e999``, 39
+significant digits) is refused as a ConversionError from its digits and exponent alone, before
+anything expands it (``1e400000000`` would be 400 MB of zeros). Maps and lists nest at most 32
+levels deep, as in DynamoDB; deeper values are refused too.
 ``-0`` is the number 0 (DynamoDB numbers have no negative zero); trailing zeros do not change a
 number's value, so ``1.50`` is the number 1.5 in ``item``. The changelog keeps the text as it came.
 """
@@ -34,10 +38,15 @@ from typing import Any
 import orjson
 
 from ddb2bq.exceptions import ConversionError
-from ddb2bq.records import AttributeValue, Item
+from ddb2bq.records import AttributeValue, Item, quote_value
 
 JsonValue = Any
-_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# sign, whole digits, fraction digits, exponent; possessive (no backtracking: linear on any text)
+_NUMBER = re.compile(r"(-?)([0-9]*+)(?:\.([0-9]*+))?+(?:[eE]([+-]?[0-9]++))?+")
+MAX_DIGITS = 38  # DynamoDB numbers: up to 38 significant digits, and
+MIN_ADJUSTED, MAX_ADJUSTED = -130, 125  # magnitudes from 1E-130 to 9.99...E+125 (or zero)
+MAX_NESTING = 32  # DynamoDB nests maps and lists at most 32 levels deep
+_DOMAIN = "38 significant digits, magnitudes 1E-130 to 9.99...E+125"
 _SAFE_INTEGER = 2**53
 _SIMPLE_MAX = 64  # longest number text taken by the fast paths (values within 1E-63..1E+64)
 # At most 15 digits and not an integer: its float is exact (see _simple_number_json).
@@ -129,6 +138,8 @@ def _simple_number_json(text: str) -> int | float | str | None:
     if significant <= 15:
         return float(text)
     if significant > 17:
+        if significant > MAX_DIGITS:
+            raise _BadValueError(_too_many_digits(text, significant))
         return text
     if not fraction.rstrip("0"):
         return None
@@ -160,9 +171,38 @@ def parse_number(text: str) -> Decimal:
 
 
 def _parse_number(text: Any) -> Decimal:
-    if not isinstance(text, str) or _NUMBER.fullmatch(text) is None:
+    parts = _NUMBER.fullmatch(text) if type(text) is str else None
+    if parts is None or not (parts[2] or parts[3]):
         raise _BadValueError(f"{_short(text)} is not a DynamoDB number")
+    _check_domain(text, parts[2], parts[3] or "", parts[4])
     return Decimal(text)
+
+
+def _check_domain(text: str, whole: str, fraction: str, exponent: str | None) -> None:
+    """Refuse number text outside DynamoDB's domain, from its digits and exponent alone."""
+    if exponent is not None and len(exponent.lstrip("+-").lstrip("0")) > 9:
+        raise _out_of_range(text)  # far beyond the range (and int() may refuse it)
+    digits = whole + fraction
+    leading = len(digits) - len(digits.lstrip("0"))
+    if leading == len(digits):
+        return  # zero, whatever its exponent
+    significant = len(digits.strip("0"))
+    if significant > MAX_DIGITS:
+        raise _BadValueError(_too_many_digits(text, significant))
+    adjusted = int(exponent or 0) + len(whole) - leading - 1  # the first digit's power of ten
+    if not MIN_ADJUSTED <= adjusted <= MAX_ADJUSTED:
+        raise _out_of_range(text)
+
+
+def _out_of_range(text: str) -> _BadValueError:
+    return _BadValueError(f"{_short(text)} is outside DynamoDB's number range ({_DOMAIN})")
+
+
+def _too_many_digits(text: str, significant: int) -> str:
+    return (
+        f"{_short(text)} has {significant} significant digits; "
+        f"DynamoDB numbers have at most {MAX_DIGITS}"
+    )
 
 
 def _significant(value: Decimal) -> tuple[int, str, int]:
@@ -249,7 +289,7 @@ def _column_value(value: AttributeValue, column_type: str) -> JsonValue | Confli
     if tag == "NULL":
         return None
     if column_type == "JSON":
-        return orjson.dumps(plain(value)).decode()
+        return _json_text(_PLAIN[tag](value))
     if column_type.startswith("ARRAY<"):
         element = column_type[6:-1]
         element_tag = _SET_ELEMENT.get(tag)
@@ -257,7 +297,7 @@ def _column_value(value: AttributeValue, column_type: str) -> JsonValue | Confli
             return Conflict(f"a {tag} value does not fit a {column_type} column")
         results = [_column_value({element_tag: v}, element) for v in _sorted_set(tag, value[tag])]
         return next((r for r in results if isinstance(r, Conflict)), results)
-    return _scalar_column_value(tag, value[tag], column_type)
+    return _scalar_column_value(tag, value, column_type)
 
 
 def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue | Conflict]:
@@ -289,12 +329,20 @@ def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue |
 
 
 def _string_column(value: AttributeValue) -> JsonValue | Conflict:
-    if type(value) is dict and len(value) == 1 and "S" in value:
+    if type(value) is dict and len(value) == 1 and type(value.get("S")) is str:
         return value["S"]
     return column_value(value, "STRING")
 
 
-def _scalar_column_value(tag: str, raw: Any, column_type: str) -> JsonValue | Conflict:
+def _json_text(value: JsonValue) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as exc:  # e.g. text with a lone surrogate, which JSON input can spell
+        raise _BadValueError(f"the value cannot be written as JSON: {exc}") from exc
+
+
+def _scalar_column_value(tag: str, value: AttributeValue, column_type: str) -> JsonValue | Conflict:
+    raw = value[tag]
     if tag == "N" and column_type in ("INT64", "NUMERIC", "BIGNUMERIC", "STRING"):
         if type(raw) is str and raw.isascii() and len(raw) <= _SIMPLE_MAX:
             simple = _simple_decimal(raw)
@@ -308,7 +356,7 @@ def _scalar_column_value(tag: str, raw: Any, column_type: str) -> JsonValue | Co
             return decimal_text(number)
         return Conflict(f"{raw} does not fit a {column_type} column")
     if (tag, column_type) in _SCALAR_FITS:
-        return raw
+        return _PLAIN[tag](value)  # the value, once its contents are checked
     return Conflict(f"a {tag} value does not fit a {column_type} column")
 
 
@@ -362,8 +410,7 @@ def _tag(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return quote_value(value)
 
 
 def _string(value: AttributeValue) -> JsonValue:
@@ -438,24 +485,34 @@ def _binary_set(value: AttributeValue) -> JsonValue:
     return _sorted_set("BS", value["BS"])
 
 
+# ``_map`` and ``_list`` convert a value at the top of an attribute (one level deep); the loops
+# below convert the maps and lists nested in it themselves, counting the levels.
 def _map(value: AttributeValue) -> JsonValue:
     members = value["M"]
     if type(members) is not dict:
         raise _BadValueError(f"M value {_short(members)} is not an object")
-    return _plain_members(members)
+    return _plain_members(members, 1)
 
 
 def _list(value: AttributeValue) -> JsonValue:
     members = value["L"]
     if type(members) is not list:
         raise _BadValueError(f"L value {_short(members)} is not a list")
-    return _plain_list(members)
+    return _plain_list(members, 1)
+
+
+def _too_deep() -> _BadValueError:
+    return _BadValueError(
+        f"the value is nested more than {MAX_NESTING} levels deep, which DynamoDB does not allow"
+    )
 
 
 # The two loops below are the hot path (most of the time of a batch): the common tags (S, N,
 # M, L, BOOL, NULL) with well-typed contents are converted inline, without a call per value;
 # anything else goes through the dispatch table ``_PLAIN``, which also raises every error.
-def _plain_members(members: Mapping[str, Any]) -> dict[str, JsonValue]:
+def _plain_members(members: Mapping[str, Any], depth: int = 0) -> dict[str, JsonValue]:
+    if depth > MAX_NESTING:
+        raise _too_deep()
     out: dict[str, JsonValue] = {}
     name = ""
     try:
@@ -477,11 +534,11 @@ def _plain_members(members: Mapping[str, Any]) -> dict[str, JsonValue]:
                         continue
                 elif tag == "M":
                     if type(raw) is dict:
-                        out[name] = _plain_members(raw)
+                        out[name] = _plain_members(raw, depth + 1)
                         continue
                 elif tag == "L":
                     if type(raw) is list:
-                        out[name] = _plain_list(raw)
+                        out[name] = _plain_list(raw, depth + 1)
                         continue
                 elif tag == "BOOL":
                     if type(raw) is bool:
@@ -496,7 +553,9 @@ def _plain_members(members: Mapping[str, Any]) -> dict[str, JsonValue]:
     return out
 
 
-def _plain_list(members: list[Any]) -> list[JsonValue]:
+def _plain_list(members: list[Any], depth: int) -> list[JsonValue]:
+    if depth > MAX_NESTING:
+        raise _too_deep()
     out: list[JsonValue] = []
     try:
         for value in members:
@@ -517,10 +576,10 @@ def _plain_list(members: list[Any]) -> list[JsonValue]:
                         continue
                 elif tag == "M":
                     if type(raw) is dict:
-                        out.append(_plain_members(raw))
+                        out.append(_plain_members(raw, depth + 1))
                         continue
                 elif tag == "L" and type(raw) is list:
-                    out.append(_plain_list(raw))
+                    out.append(_plain_list(raw, depth + 1))
                     continue
             out.append(_PLAIN[_tag(value)](value))
     except _BadValueError as exc:

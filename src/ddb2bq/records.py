@@ -16,6 +16,17 @@ as they came, losslessly. ``seq`` is the ordering token of DESIGN.md: four '/'-s
 of 16 lowercase hex digits, ``generation / 192-bit stream position``, whose string order is its
 numeric order. Snapshot rows (export, Scan) take ``generation/0/0/0``, so any stream change of the
 same generation wins over them.
+
+Every error about one record names it the same way, in every format (:func:`record_name`)::
+
+    record 2 (eventID 7f3a9c, key pk='a', sk='1')
+
+``record N`` counts the records of one input from 0: the ``Records`` of a Lambda event or a
+GetRecords response, the ``Items`` of a Scan page, the non-blank lines of an export file. What is
+known of the record follows: its ``eventID`` (stream records), its key once parsed, and, when
+rows are built, its table. A record that is not in its format's shape, or holds a value outside
+DynamoDB's domain (nesting, numbers, times, sequence numbers), is refused with a RecordError for
+that record alone; the other records of the input go on.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import reprlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,10 +51,25 @@ AttributeValue = dict[str, Any]
 Item = dict[str, AttributeValue]
 
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
-_OPS = frozenset(("INSERT", "MODIFY", "REMOVE"))
+# a tuple, not a set: `in` of an unhashable eventName is False, not a TypeError
+_OPS = ("INSERT", "MODIFY", "REMOVE")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_POSITION = 1 << 192
+_MAX_POSITION_DIGITS = len(str(_MAX_POSITION))
+_MAX_KINESIS_DIGITS = 129  # Kinesis: 0|([1-9]\d{0,128})
 _LOW_128 = (1 << 128) - 1
+_KEY_TAGS = frozenset(("S", "N", "B"))
+# Change times: from the epoch (Kinesis orders changes by it) to the end of BigQuery's
+# TIMESTAMP range, 9999-12-31T23:59:59.999999Z.
+_MIN_US, _MAX_US = 0, 253402300799_999999
+_MIN_S, _MAX_S = 0, 253402300799
+# DynamoDB's 32 levels of nesting are about 70 levels of JSON; deeper input is refused before
+# it can reach Python's recursion limit.
+_MAX_JSON_DEPTH = 200
+# Errors a malformed record can raise from code that does not check every shape first; at the
+# per-record boundary they become that record's RecordError (chained), never a crash of the batch.
+INPUT_ERRORS = (ValueError, OverflowError, TypeError, KeyError, RecursionError)
+UNCHECKED = "an input shape ddb2bq does not check for"  # in the messages of such errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +78,8 @@ class Change:
 
     ``keys`` and the images are DynamoDB JSON with binary values as base64 text.
     ``changed_at_us`` is the approximate change time in microseconds since the epoch.
-    ``record`` is the original record, kept whole for the dead letters.
+    ``record`` is the original record, kept whole for the dead letters; ``index`` its position
+    in its input, as errors name it (:func:`record_name`).
     """
 
     op: Op
@@ -66,6 +94,7 @@ class Change:
     sequence_number: str | None = None
     table: str | None = None
     record: Any = None
+    index: int | None = None
 
 
 def make_seq(generation: int, position: int) -> str:
@@ -98,20 +127,21 @@ def from_lambda_event(event: Mapping[str, Any], *, generation: int = 0) -> list[
     if not isinstance(records, list):
         raise RecordError("the event has no 'Records' list; is this a stream event?")
     return [
-        _stream_record(record, generation, i, _epoch_seconds_to_us)
-        if type(record) is dict and not _is_kinesis(record)
-        else from_lambda_record(record, generation=generation, index=i)
-        for i, record in enumerate(records)
+        from_lambda_record(record, generation=generation, index=index)
+        for index, record in enumerate(records)
     ]
 
 
 def from_lambda_record(record: Any, *, generation: int = 0, index: int = 0) -> Change:
     """Parse one record of a Lambda event (DynamoDB Streams or Kinesis)."""
     if not isinstance(record, Mapping):
-        raise RecordError("the record is not a JSON object", record=f"record {index}")
+        raise RecordError("the record is not a JSON object", record=record_name(index))
     if _is_kinesis(record):
         return from_kinesis_record(record, generation=generation, index=index)
-    return _stream_record(record, generation, index, _epoch_seconds_to_us)
+    try:
+        return _stream_record(record, generation, index, _epoch_seconds_to_us)
+    except INPUT_ERRORS as exc:
+        raise _unexpected(exc, index, record) from exc
 
 
 def _is_kinesis(record: Mapping[str, Any]) -> bool:
@@ -137,9 +167,12 @@ def from_get_records_record(
     """Parse one GetRecords record: from boto3 (``datetime``, ``bytes``) or from the AWS CLI's
     JSON (epoch seconds or ISO 8601 text, base64 text)."""
     if not isinstance(record, Mapping):
-        raise RecordError("the record is not an object", record=f"record {index}")
-    normal = {**record, "dynamodb": encode_binary(record.get("dynamodb"))}
-    change = _stream_record(normal, generation, index, _datetime_to_us)
+        raise RecordError("the record is not an object", record=record_name(index))
+    try:
+        body = _encoded_body(record.get("dynamodb"), index, record.get("eventID"))
+        change = _stream_record({**record, "dynamodb": body}, generation, index, _datetime_to_us)
+    except INPUT_ERRORS as exc:
+        raise _unexpected(exc, index, record) from exc
     return dataclasses.replace(change, shard_id=shard_id, record=record)
 
 
@@ -153,35 +186,75 @@ def from_kinesis_record(
     item's changes in order, so the stream position in ``seq`` is the creation time in
     microseconds (high 64 bits) and the low 128 bits of the Kinesis sequence number.
     """
-    where = f"record {index}"
+    if not isinstance(record, Mapping):
+        raise RecordError("the record is not a JSON object", record=record_name(index))
+    try:
+        return _kinesis_record(record, generation, index)
+    except INPUT_ERRORS as exc:
+        raise _unexpected(exc, index, record) from exc
+
+
+def _kinesis_record(record: Mapping[str, Any], generation: int, index: int) -> Change:
+    lambda_event_id = record.get("eventID")
+    if lambda_event_id is not None and type(lambda_event_id) is not str:
+        raise RecordError(
+            f"'eventID' is {quote_value(lambda_event_id)}, not text", record=record_name(index)
+        )
     kinesis = record.get("kinesis")
     if not isinstance(kinesis, Mapping):
-        raise RecordError("the Kinesis record has no 'kinesis' object", record=where)
+        raise RecordError(
+            "the Kinesis record has no 'kinesis' object", record=_where(index, lambda_event_id)
+        )
     try:
         payload = orjson.loads(base64.b64decode(kinesis["data"], validate=True))
     except (KeyError, ValueError, TypeError) as exc:
+        where = _where(index, lambda_event_id)
         raise RecordError(f"'kinesis.data' is not base64 JSON: {exc}", record=where) from exc
     if not isinstance(payload, dict):
-        raise RecordError("the Kinesis payload is not a JSON object", record=where)
+        raise RecordError(
+            "the Kinesis payload is not a JSON object", record=_where(index, lambda_event_id)
+        )
     ddb = payload.get("dynamodb")
     if not isinstance(ddb, Mapping):
+        where = _where(index, payload.get("eventID") or lambda_event_id)
         raise RecordError("the Kinesis payload has no 'dynamodb' object", record=where)
-    changed_at = ddb.get("ApproximateCreationDateTime")
     micros = ddb.get("ApproximateCreationDateTimePrecision") == "MICROSECOND"
-    changed_at_us = _number(changed_at, where, "ApproximateCreationDateTime") * (
-        1 if micros else 1000
-    )
-    kinesis_seq = _decimal_digits(kinesis.get("sequenceNumber"), where, "kinesis.sequenceNumber")
+    changed_at = ddb.get("ApproximateCreationDateTime")
+    changed_at_us = _kinesis_time_us(changed_at, micros)
+    if changed_at_us is None:
+        raise RecordError(
+            _kinesis_time_problem(changed_at, micros), record=_payload_name(index, payload)
+        )
+    sequence = kinesis.get("sequenceNumber")
+    if (
+        type(sequence) is str
+        and len(sequence) <= _MAX_KINESIS_DIGITS
+        and sequence.isdigit()
+        and sequence.isascii()
+    ):
+        kinesis_seq = int(sequence)
+    else:
+        where = _payload_name(index, payload)
+        kinesis_seq = _decimal_digits(
+            sequence, where, "kinesis.sequenceNumber", _MAX_KINESIS_DIGITS
+        )
     position = (changed_at_us << 128) | (kinesis_seq & _LOW_128)
     merged = {**payload, "dynamodb": {**ddb, "ApproximateCreationDateTime": changed_at_us}}
     change = _stream_record(merged, generation, index, _identity_us, position=position)
-    lambda_event_id = str(record.get("eventID", ""))
+    shard = lambda_event_id.split(":", 1)[0] if lambda_event_id and ":" in lambda_event_id else None
     return dataclasses.replace(
         change,
-        shard_id=lambda_event_id.split(":", 1)[0] if ":" in lambda_event_id else None,
-        sequence_number=str(kinesis.get("sequenceNumber")),
+        shard_id=shard,
+        sequence_number=str(sequence),
         record=record,
     )
+
+
+def _payload_name(index: int, payload: dict[str, Any]) -> str:
+    """A Kinesis record named by its payload: the DynamoDB change's eventID and key."""
+    keys = payload["dynamodb"].get("Keys")
+    known = keys if type(keys) is dict and _key_problem(keys, "") is None else None
+    return _where(index, payload.get("eventID"), known)
 
 
 def from_export_line(
@@ -194,13 +267,14 @@ def from_export_line(
     index: int = 0,
 ) -> Change:
     """Parse one line of a DynamoDB S3 export in DYNAMODB_JSON format (``{"Item": {...}}``)."""
-    where = f"export line {index + 1}"
     try:
         document = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise RecordError(f"not JSON: {exc}", record=where) from exc
+        raise RecordError(f"the line is not JSON: {exc}", record=record_name(index)) from exc
     if not isinstance(document, dict) or not isinstance(document.get("Item"), dict):
-        raise RecordError("expected an object with an 'Item' object", record=where)
+        raise RecordError(
+            "the line is not an object with an 'Item' object", record=record_name(index)
+        )
     return from_scan_item(
         document["Item"],
         key_names=key_names,
@@ -223,13 +297,14 @@ def from_scan_item(
     record: Any = None,
 ) -> Change:
     """Parse one item of a Scan page (boto3 client ``bytes`` or JSON base64) as a snapshot change."""
-    where = f"item {index}"
-    image = encode_binary(_require_item(item, where, "item"))
-    keys = {}
-    for name in key_names:
-        if name not in image:
-            raise RecordError(f"the item lacks key attribute {name!r}", record=where)
-        keys[name] = image[name]
+    if not isinstance(item, dict):
+        raise RecordError("the item is not an object", record=record_name(index))
+    try:
+        image = _encoded_item(item, index, None, "the item")
+        keys = _snapshot_keys(image, key_names, index)
+        event_id = snapshot_event_id(generation, keys)
+    except INPUT_ERRORS as exc:
+        raise _unexpected(exc, index, None) from exc
     return Change(
         op="SNAPSHOT",
         keys=keys,
@@ -237,10 +312,23 @@ def from_scan_item(
         old_image=None,
         seq=snapshot_seq(generation),
         changed_at_us=scanned_at_us,
-        event_id=snapshot_event_id(generation, keys),
+        event_id=event_id,
         table=table,
         record=item if record is None else record,
+        index=index,
     )
+
+
+def _snapshot_keys(image: Item, key_names: Sequence[str], index: int) -> Item:
+    keys = {}
+    for name in key_names:
+        if name not in image:
+            raise RecordError(f"the item lacks key attribute {name!r}", record=record_name(index))
+        keys[name] = image[name]
+    problem = _key_problem(keys, "the item's key")
+    if problem is not None:
+        raise RecordError(problem, record=record_name(index))
+    return keys
 
 
 def snapshot_event_id(generation: int, keys: Item) -> str:
@@ -273,8 +361,6 @@ def parse_one(
             unit, key_names=key_names, exported_at_us=now_us, generation=generation, index=index
         )
     if source == "scan":
-        if not isinstance(unit, dict):
-            raise RecordError("the Scan item is not an object", record=f"item {index}")
         return from_scan_item(
             unit, key_names=key_names, scanned_at_us=now_us, generation=generation, index=index
         )
@@ -286,6 +372,86 @@ def now_micros() -> int:
     return time.time_ns() // 1000
 
 
+def record_name(
+    index: int | None, *, event_id: Any = None, keys: Any = None, table: str | None = None
+) -> str:
+    """How every message names a record (see the module docstring); safe for any input.
+
+    >>> record_name(2, event_id="7f3a9c", keys={"pk": {"S": "a"}, "sk": {"N": "1"}})
+    "record 2 (eventID 7f3a9c, key pk='a', sk='1')"
+    >>> record_name(0), record_name(None, table="orders")
+    ('record 0', "a change (table 'orders')")
+    """
+    details = []
+    if table:
+        details.append(f"table {quote_value(table)}")
+    if event_id is not None and event_id != "":
+        shown = event_id if type(event_id) is str and len(event_id) <= 100 else None
+        details.append(f"eventID {shown or quote_value(event_id)}")
+    if isinstance(keys, dict) and keys:
+        shown_keys = [
+            f"{_key_name(name)}={quote_value(_scalar(value))}"
+            for name, value in list(keys.items())[:4]
+        ]
+        details.append("key " + ", ".join(shown_keys) + (", ..." if len(keys) > 4 else ""))
+    head = "a change" if index is None else f"record {index}"
+    return f"{head} ({', '.join(details)})" if details else head
+
+
+def describe_change(change: Change) -> str:
+    """How messages name a change: its record, table, event id and key (:func:`record_name`).
+
+    Snapshot changes (export, Scan) are named by their key: their event id is made up.
+
+    >>> describe_change(Change("INSERT", {"pk": {"S": "a"}}, None, None, "0/0/0/1", 0, "e1", index=2))
+    "record 2 (eventID e1, key pk='a')"
+    """
+    event_id = None if change.op == "SNAPSHOT" else change.event_id
+    keys = change.keys if type(change.keys) is dict else None
+    return record_name(change.index, event_id=event_id, keys=keys, table=change.table)
+
+
+def quote_value(value: Any) -> str:
+    """``repr`` of an input value as messages quote it: short, whatever the value holds
+    (deeply nested, huge, an integer too long for ``str``).
+
+    >>> quote_value("x" * 100)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'"
+    """
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int too long for str()
+        return f"<a {type(value).__name__} too long to show>"
+
+
+def _key_name(name: Any) -> str:
+    return (
+        name if type(name) is str and name.isprintable() and len(name) <= 80 else quote_value(name)
+    )
+
+
+def _scalar(value: Any) -> Any:
+    if type(value) is dict and len(value) == 1:
+        return next(iter(value.values()))
+    return value
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxdict = _REPR.maxlist = 4
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlong = 40
+
+
+def _unexpected(exc: BaseException, index: int, record: Any) -> RecordError:
+    """The RecordError of an input error no check caught first (raised ``from`` it)."""
+    event_id = record.get("eventID") if isinstance(record, Mapping) else None
+    return RecordError(
+        f"{type(exc).__name__} while parsing it ({UNCHECKED}): {exc}",
+        record=record_name(index, event_id=event_id),
+    )
+
+
 def _stream_record(
     record: Mapping[str, Any],
     generation: int,
@@ -295,10 +461,15 @@ def _stream_record(
     position: int | None = None,
 ) -> Change:
     event_id = record.get("eventID")
+    if event_id is not None and type(event_id) is not str:
+        raise RecordError(
+            f"'eventID' is {quote_value(event_id)}, not text", record=record_name(index)
+        )
     op = record.get("eventName")
     if op not in _OPS:
         raise RecordError(
-            f"'eventName' is {op!r}, not INSERT, MODIFY or REMOVE", record=_where(index, event_id)
+            f"'eventName' is {quote_value(op)}, not INSERT, MODIFY or REMOVE",
+            record=_where(index, event_id),
         )
     ddb = record.get("dynamodb")
     if type(ddb) is not dict and not isinstance(ddb, Mapping):
@@ -306,29 +477,33 @@ def _stream_record(
     keys = ddb.get("Keys")
     if type(keys) is not dict:
         keys = _require_item(keys, _where(index, event_id), "dynamodb.Keys")
+    problem = _key_problem(keys, "'dynamodb.Keys'")
+    if problem is not None:
+        raise RecordError(problem, record=_where(index, event_id))
     new_image = ddb.get("NewImage")
     if new_image is not None and type(new_image) is not dict:
-        new_image = _optional_item(new_image, _where(index, event_id), "dynamodb.NewImage")
+        new_image = _optional_item(new_image, _where(index, event_id, keys), "dynamodb.NewImage")
     old_image = ddb.get("OldImage")
     if old_image is not None and type(old_image) is not dict:
-        old_image = _optional_item(old_image, _where(index, event_id), "dynamodb.OldImage")
+        old_image = _optional_item(old_image, _where(index, event_id, keys), "dynamodb.OldImage")
     sequence_number = ddb.get("SequenceNumber")
     if position is None:
-        if type(sequence_number) is str and sequence_number.isdigit() and sequence_number.isascii():
-            position = int(sequence_number)
-        else:
-            position = _decimal_digits(
-                sequence_number, _where(index, event_id), "dynamodb.SequenceNumber"
-            )
+        position = _stream_position(sequence_number, index, event_id, keys)
     identity = record.get("userIdentity")
     seq = make_seq(generation, position)
     changed_at = ddb.get("ApproximateCreationDateTime")
-    if to_us is _epoch_seconds_to_us and type(changed_at) is int:
+    if to_us is _epoch_seconds_to_us and type(changed_at) is int and _MIN_S <= changed_at <= _MAX_S:
         changed_at_us = changed_at * 1_000_000
-    elif to_us is _epoch_seconds_to_us and type(changed_at) is float:
+    elif (
+        to_us is _epoch_seconds_to_us
+        and type(changed_at) is float
+        and _MIN_S <= changed_at <= _MAX_S
+    ):
         changed_at_us = round(changed_at * 1_000_000)
     else:
-        changed_at_us = to_us(changed_at, _where(index, event_id), "ApproximateCreationDateTime")
+        changed_at_us = to_us(
+            changed_at, _where(index, event_id, keys), "ApproximateCreationDateTime"
+        )
     return Change(
         op=op,
         keys=keys,
@@ -336,17 +511,65 @@ def _stream_record(
         old_image=old_image,
         seq=seq,
         changed_at_us=changed_at_us,
-        event_id=str(event_id) if event_id is not None else "",
+        event_id=event_id or "",
         is_ttl_delete=_is_ttl_delete(identity),
         sequence_number=None if sequence_number is None else str(sequence_number),
         table=_table_from(record),
         record=record,
+        index=index,
     )
 
 
-def _where(index: int, event_id: Any) -> str:
+def _where(index: int, event_id: Any, keys: Any = None) -> str:
     """How an error names a record (built only for an error: it is not free)."""
-    return f"record {index} (eventID {event_id})" if event_id else f"record {index}"
+    return record_name(index, event_id=event_id, keys=keys)
+
+
+def _stream_position(sequence_number: Any, index: int, event_id: Any, keys: Item) -> int:
+    # the common case first: digits short enough to fit 192 bits whatever they are
+    if (
+        type(sequence_number) is str
+        and len(sequence_number) < _MAX_POSITION_DIGITS
+        and sequence_number.isdigit()
+        and sequence_number.isascii()
+    ):
+        return int(sequence_number)
+    where = _where(index, event_id, keys)
+    position = _decimal_digits(
+        sequence_number, where, "dynamodb.SequenceNumber", _MAX_POSITION_DIGITS
+    )
+    if position >= _MAX_POSITION:
+        raise RecordError(
+            f"'dynamodb.SequenceNumber' is {quote_value(sequence_number)}, larger than a stream "
+            "sequence number can be (below 2**192)",
+            record=where,
+        )
+    return position
+
+
+def _key_problem(keys: Item, field: str) -> str | None:
+    """Why ``keys`` are not a DynamoDB key (one to two S, N or B values), or None."""
+    if not keys:
+        return f"{field} is empty: a change names its item's key attributes"
+    for name, value in keys.items():
+        if type(value) is dict and len(value) == 1:
+            ((tag, raw),) = value.items()
+            if tag in _KEY_TAGS and type(raw) is str and (raw.isascii() or _is_utf8(raw)):
+                continue
+        return (
+            f"key attribute {quote_value(name)} is {quote_value(value)}, not an S, N or B value "
+            "(DynamoDB keys are strings, numbers or binary)"
+        )
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text with lone surrogates (JSON can spell them, DynamoDB cannot store them)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _table_from(record: Mapping[str, Any]) -> str | None:
@@ -375,28 +598,58 @@ def _optional_item(value: Any, where: str, field: str) -> Item | None:
     return None if value is None else _require_item(value, where, field)
 
 
-def _decimal_digits(value: Any, where: str, field: str) -> int:
+def _decimal_digits(value: Any, where: str, field: str, max_digits: int) -> int:
     if isinstance(value, str) and value.isdigit() and value.isascii():
-        return int(value)
-    raise RecordError(f"{field!r} is {value!r}, not a decimal sequence number", record=where)
+        digits = value.lstrip("0")
+        if len(digits) > max_digits:
+            raise RecordError(
+                f"{field!r} is {quote_value(value)}, {len(digits)} digits: longer than a "
+                f"sequence number can be ({max_digits} digits at most)",
+                record=where,
+            )
+        return int(digits or "0")
+    raise RecordError(
+        f"{field!r} is {quote_value(value)}, not a decimal sequence number", record=where
+    )
 
 
-def _number(value: Any, where: str, field: str) -> int:
+def _time_problem(value: Any, unit: str = "") -> str:
+    return (
+        f"'ApproximateCreationDateTime' is {quote_value(value)}{unit}, outside the times a change "
+        "can have (1970-01-01 to 9999-12-31, BigQuery's TIMESTAMP range)"
+    )
+
+
+def _kinesis_time_us(value: Any, micros: bool) -> int | None:
+    """A Kinesis payload's creation time (epoch milliseconds, or microseconds) in microseconds;
+    None when it is not a time a change can have."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RecordError(f"{field!r} is {value!r}, not an epoch number", record=where)
-    return int(value)
+        return None
+    unit = 1 if micros else 1000
+    if not _MIN_US <= value * unit <= _MAX_US:  # NaN compares False: refused too
+        return None
+    return int(value) * unit
+
+
+def _kinesis_time_problem(value: Any, micros: bool) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"'ApproximateCreationDateTime' is {quote_value(value)}, not an epoch number"
+    return _time_problem(value, " us" if micros else " ms")
 
 
 def _epoch_seconds_to_us(value: Any, where: str, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RecordError(f"{field!r} is {value!r}, not epoch seconds", record=where)
+        raise RecordError(f"{field!r} is {quote_value(value)}, not epoch seconds", record=where)
+    if not _MIN_S <= value <= _MAX_S:  # NaN compares False: refused too
+        raise RecordError(_time_problem(value, " s"), record=where)
     if isinstance(value, int):
         return value * 1_000_000
     return round(value * 1_000_000)
 
 
 def _identity_us(value: Any, where: str, field: str) -> int:
-    return _number(value, where, field)
+    """A time already in microseconds and checked (:func:`_kinesis_time_us`)."""
+    return int(value)
 
 
 def _datetime_to_us(value: Any, where: str, field: str) -> int:
@@ -407,27 +660,80 @@ def _datetime_to_us(value: Any, where: str, field: str) -> int:
             value = datetime.fromisoformat(value)
         except ValueError as exc:
             raise RecordError(
-                f"{field!r} is {value!r}, not an ISO 8601 time", record=where
+                f"{field!r} is {quote_value(value)}, not an ISO 8601 time", record=where
             ) from exc
     if not isinstance(value, datetime):
-        raise RecordError(f"{field!r} is {value!r}, not a datetime", record=where)
+        raise RecordError(f"{field!r} is {quote_value(value)}, not a datetime", record=where)
     aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // timedelta(microseconds=1)
+    micros = (aware - _EPOCH) // timedelta(microseconds=1)
+    if not _MIN_US <= micros <= _MAX_US:
+        raise RecordError(_time_problem(value.isoformat()), record=where)
+    return micros
 
 
 def encode_binary(value: Any) -> Any:
     """Turn ``bytes`` inside boto3 attribute values into base64 text, as in event JSON.
 
+    Raises RecordError for input nested deeper than any DynamoDB value can be.
+
     >>> encode_binary({"pk": {"B": b"\\x00\\x01"}, "n": {"N": "1"}})
     {'pk': {'B': 'AAE='}, 'n': {'N': '1'}}
     """
+    try:
+        return _encode_binary(value, 0)
+    except _TooDeepError:
+        raise RecordError(
+            f"the record is nested more than {_MAX_JSON_DEPTH} levels of JSON deep; DynamoDB "
+            "allows 32 levels of nested attributes"
+        ) from None
+
+
+class _TooDeepError(Exception):
+    pass
+
+
+def _encode_binary(value: Any, depth: int) -> Any:
+    if depth > _MAX_JSON_DEPTH:
+        raise _TooDeepError
     if isinstance(value, dict):
-        return {k: encode_binary(v) for k, v in value.items()}
+        return {k: _encode_binary(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [encode_binary(v) for v in value]
+        return [_encode_binary(v, depth + 1) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     return value
+
+
+_IMAGES = ("Keys", "NewImage", "OldImage")
+
+
+def _encoded_body(body: Any, index: int, event_id: Any) -> Any:
+    """:func:`encode_binary` of a GetRecords record's ``dynamodb``; an error names the record
+    and the attribute nested too deep."""
+    if not isinstance(body, dict):
+        return body  # refused by the shape checks
+    return {
+        field: _encoded_item(value, index, event_id, f"'dynamodb.{field}'")
+        if field in _IMAGES
+        else value  # times, sizes, sequence numbers: no binary values
+        for field, value in body.items()
+    }
+
+
+def _encoded_item(item: Any, index: int, event_id: Any, field: str) -> Any:
+    if not isinstance(item, dict):
+        return item  # refused by the shape checks
+    encoded = {}
+    for name, value in item.items():
+        try:
+            encoded[name] = _encode_binary(value, 1)
+        except _TooDeepError:
+            raise RecordError(
+                f"attribute {quote_value(name)} of {field} is nested more than "
+                f"{_MAX_JSON_DEPTH} levels of JSON deep; DynamoDB allows 32 levels of nesting",
+                record=record_name(index, event_id=event_id),
+            ) from None
+    return encoded
 
 
 def _is_ttl_delete(identity: Any) -> bool:

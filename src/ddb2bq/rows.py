@@ -11,6 +11,10 @@ mirrors are plain SQL over the changelog and never re-convert values in SQL.
 The mirror row is the state of the item after the change, or None when the item is gone (a hard
 delete) or when the change carries no new image (KEYS_ONLY and OLD_IMAGE streams: the changelog
 records the change; the mirror needs NEW_IMAGE or NEW_AND_OLD_IMAGES).
+
+A change whose rows cannot be built, for whatever reason its input gives, raises a
+ConversionError naming the record (:func:`~ddb2bq.records.describe_change`) and the attribute; the
+caller dead-letters that one change.
 """
 
 from __future__ import annotations
@@ -25,7 +29,15 @@ import orjson
 
 from ddb2bq.convert import Conflict, column_converter, plain_item
 from ddb2bq.exceptions import ConversionError
-from ddb2bq.records import Change, Item, now_micros
+from ddb2bq.records import (
+    INPUT_ERRORS,
+    UNCHECKED,
+    Change,
+    Item,
+    describe_change,
+    now_micros,
+    quote_value,
+)
 from ddb2bq.schema import TableLayout
 
 Row = dict[str, Any]
@@ -68,23 +80,35 @@ class RowBuilder:
         ]
 
     def build(self, change: Change) -> Rows:
-        """The rows of one change; raises ConversionError naming the key or attribute."""
-        if type(change.keys) is not dict:
-            _describe(change)  # fails as it would for the error message below
-        new_image = change.new_image
+        """The rows of one change; raises ConversionError naming the record and the key or
+        attribute."""
         try:
-            key_values = self._key_values(change)
-            item = None if new_image is None else plain_item(new_image)
-            promoted, conflicts = self._promoted_values(new_image)
-            mirror_old = (
-                self._soft_deleted(change, key_values)
-                if self._soft_deletes and change.op == "REMOVE"
-                else None
-            )
+            return self._build(change)
         except ConversionError as exc:
-            raise ConversionError(str(exc), record=_describe(change)) from None
+            raise _named(exc, change) from None
+        except INPUT_ERRORS as exc:  # a shape no check caught first: still this change's error
+            unexpected = ConversionError(
+                f"{type(exc).__name__} while building its rows ({UNCHECKED}): {exc}",
+                record=describe_change(change),
+            )
+            raise unexpected from exc
+
+    def _build(self, change: Change) -> Rows:
+        if type(change.keys) is not dict:
+            raise ConversionError(
+                f"the change's keys are {quote_value(change.keys)}, not an object"
+            )
+        new_image = change.new_image
+        key_values = self._key_values(change)
+        item = None if new_image is None else plain_item(new_image)
+        promoted, conflicts = self._promoted_values(new_image)
+        mirror_old = (
+            self._soft_deleted(change, key_values)
+            if self._soft_deletes and change.op == "REMOVE"
+            else None
+        )
         changed_at = timestamp_text(change.changed_at_us)
-        item_text = None if item is None else orjson.dumps(item).decode()
+        item_text = None if item is None else _json_text(item, "the item")
         changelog = {
             "event_id": change.event_id,
             "op": change.op,
@@ -92,8 +116,8 @@ class RowBuilder:
             "changed_at": changed_at,
             "ingested_at": timestamp_text(self._clock()),
             **key_values,
-            "new_image": _json_text(new_image),
-            "old_image": _json_text(change.old_image),
+            "new_image": _image_text(new_image, "the new image"),
+            "old_image": _image_text(change.old_image, "the old image"),
             "is_ttl_delete": change.is_ttl_delete,
             "item": item_text,
             **promoted,
@@ -119,7 +143,7 @@ class RowBuilder:
             return None
         last, _ = self._promoted_values(change.old_image)
         old = None if change.old_image is None else plain_item(change.old_image)
-        return {**keys, **last, "item": None if old is None else orjson.dumps(old).decode()}
+        return {**keys, **last, "item": None if old is None else _json_text(old, "the old item")}
 
     def _key_values(self, change: Change) -> Row:
         values = {}
@@ -128,11 +152,14 @@ class RowBuilder:
             value = keys.get(attribute)
             if value is None:
                 raise ConversionError(f"the change has no value for key attribute {attribute!r}")
-            converted = convert(value)
+            try:
+                converted = convert(value)
+            except ConversionError as exc:
+                raise _within(exc, attribute) from None
             if isinstance(converted, Conflict):
                 raise ConversionError(
-                    f"key {attribute!r} = {value!r} does not fit key column {column.name!r} "
-                    f"({column.type}); set its type in [columns] types, for example "
+                    f"key {attribute!r} = {quote_value(value)} does not fit key column "
+                    f"{column.name!r} ({column.type}); set its type in [columns] types, for example "
                     f'{attribute} = "STRING"',
                     path=attribute,
                 )
@@ -150,7 +177,7 @@ class RowBuilder:
                 try:
                     converted = convert(value)
                 except ConversionError as exc:
-                    raise ConversionError(str(exc), path=attribute) from None
+                    raise _within(exc, attribute) from None
             if isinstance(converted, Conflict):
                 conflicts.append((name, converted.reason))
                 converted = None
@@ -178,15 +205,36 @@ def _second_text(seconds: int) -> str:
     return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _json_text(image: Item | None) -> str | None:
-    return None if image is None else orjson.dumps(image).decode()
+def _image_text(image: Item | None, what: str) -> str | None:
+    return None if image is None else _json_text(image, what)
 
 
-def _describe(change: Change) -> str:
-    keys = ", ".join(f"{k}={_scalar(v)!r}" for k, v in change.keys.items())
-    table = f"table {change.table!r}, " if change.table else ""
-    return f"{table}event {change.event_id or '?'} (key {keys})"
+def _json_text(document: dict[str, Any], what: str) -> str:
+    """``document`` as JSON text; an error names the attribute JSON cannot hold (such as text
+    with a lone surrogate, which JSON input can spell and DynamoDB never stores)."""
+    try:
+        return orjson.dumps(document).decode()
+    except TypeError as exc:
+        for name, value in document.items():
+            try:
+                orjson.dumps(value)
+            except TypeError:
+                message = f"{what} cannot be written as JSON: {exc}"
+                raise ConversionError(message, path=str(name)) from exc
+        raise ConversionError(f"{what} cannot be written as JSON: {exc}") from exc
 
 
-def _scalar(value: Any) -> Any:
-    return next(iter(value.values()), None) if isinstance(value, dict) else value
+def _named(exc: ConversionError, change: Change) -> ConversionError:
+    """``exc`` again, naming the change (its message and attribute path kept)."""
+    named = ConversionError(str(exc), record=describe_change(change))
+    named.path = exc.path
+    return named
+
+
+def _within(exc: ConversionError, attribute: str) -> ConversionError:
+    """``exc`` of a value inside ``attribute``: the path starts at the attribute."""
+    prefix = f"attribute {exc.path!r}: " if exc.path else ""
+    message = str(exc).removeprefix(prefix)
+    inner = exc.path
+    path = attribute if not inner else f"{attribute}{'' if inner[0] == '[' else '.'}{inner}"
+    return ConversionError(message, path=path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -13,10 +14,12 @@ from hypothesis import strategies as st
 
 from ddb2bq.convert import (
     Conflict,
+    column_converter,
     column_value,
     decimal_text,
     number_json,
     number_kind,
+    parse_number,
     plain,
     plain_item,
 )
@@ -255,3 +258,114 @@ def test_nesting_as_deep_as_dynamodb_allows_converts() -> None:
     for depth in reversed(range(32)):
         result = result["x"] if depth % 2 else result[0]
     assert result == 1e-130
+
+
+# --- DynamoDB's number domain: 38 significant digits, 1E-130 to 9.99...E+125 -------------------
+
+OUTSIDE_THE_DOMAIN = [
+    "1e40000000",
+    "1e400000000",
+    "-1e400000000",
+    "1e999",
+    "1E126",
+    "1E-131",
+    "0.0000000001E-121",
+    "10E+125",
+    "1e" + "9" * 5000,
+    "123456789012345678901234567890123456789",
+    "-1.23456789012345678901234567890123456789",
+    "1234567890123456789012345678901234567890000",
+]
+AT_THE_EDGES = [
+    "9.9999999999999999999999999999999999999E+125",
+    "-9.9999999999999999999999999999999999999E+125",
+    "1E-130",
+    "-1E-130",
+    "0.0000000001E-120",
+    "12345678901234567890123456789012345678",
+    "-99999999999999999999999999999999999999",
+    "1234567890123456789012345678901234567800000",
+    "0E+999999999",
+    "-0",
+]
+
+
+@pytest.mark.parametrize("text", OUTSIDE_THE_DOMAIN)
+def test_numbers_outside_dynamodbs_domain_are_refused_without_expanding_them(text: str) -> None:
+    # GIVEN number text DynamoDB would never store  WHEN converted in any place a number goes
+    started = time.monotonic()
+    for convert in [
+        lambda: number_json(text),
+        lambda: parse_number(text),
+        lambda: plain_item({"n": {"N": text}}),
+        lambda: plain_item({"ns": {"NS": ["1", text]}}),
+        lambda: plain_item({"m": {"M": {"l": {"L": [{"N": text}]}}}}),
+        lambda: column_value({"N": text}, "STRING"),
+        lambda: column_value({"NS": [text]}, "ARRAY<BIGNUMERIC>"),
+        lambda: column_converter("NUMERIC")({"N": text}),
+        lambda: column_converter("JSON")({"M": {"x": {"N": text}}}),
+    ]:
+        # THEN each refuses it as a ConversionError, at once (never 400 MB of zeros)
+        with pytest.raises(ConversionError, match=r"number range|at most 38"):
+            convert()
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("text", AT_THE_EDGES)
+def test_numbers_at_the_edges_of_the_domain_are_exact(text: str) -> None:
+    # GIVEN a number DynamoDB accepts, at its limits  WHEN converted
+    in_item = orjson.loads(orjson.dumps(plain_item({"n": {"N": text}})))["n"]
+    in_column = column_value({"N": text}, "STRING")
+    # THEN item and column hold exactly its value
+    assert _json_number_value(in_item) == Decimal(text)
+    assert isinstance(in_column, str)
+    assert Decimal(in_column) == Decimal(text)
+
+
+def test_a_long_run_of_digits_that_is_not_a_number_is_refused_in_linear_time() -> None:
+    # GIVEN 400 KB of digits ending in a letter (a backtracking pattern took minutes)
+    text = "1" * 400_000 + "x"
+    started = time.monotonic()
+    # WHEN converted  THEN refused at once
+    with pytest.raises(ConversionError, match="is not a DynamoDB number"):
+        number_json(text)
+    assert time.monotonic() - started < 1
+
+
+def test_nesting_deeper_than_dynamodb_allows_is_refused_with_its_path() -> None:
+    # GIVEN a value nested 33 levels deep (DynamoDB allows 32), maps and lists alternating
+    value: dict[str, Any] = {"N": "1"}
+    for depth in range(33):
+        value = {"M": {"x": value}} if depth % 2 else {"L": [value]}
+    # WHEN converted  THEN refused as a ConversionError naming the attribute's path
+    with pytest.raises(ConversionError, match=r"attribute 'top\[0\]\.x\[0\].*more than 32 levels"):
+        plain_item({"top": value})
+    with pytest.raises(ConversionError, match="more than 32 levels"):
+        column_value(value, "JSON")
+
+
+def test_maps_nested_thousands_deep_are_refused_not_a_recursion_error() -> None:
+    value: dict[str, Any] = {"N": "1"}
+    for _ in range(5000):
+        value = {"M": {"x": value}}
+    with pytest.raises(ConversionError, match="more than 32 levels"):
+        plain_item({"d": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "column_type"),
+    [
+        ({"S": 5}, "STRING"),
+        ({"B": "not base64!"}, "BYTES"),
+        ({"BOOL": "yes"}, "BOOL"),
+        ({"S": "a", "N": "1"}, "STRING"),
+        ({"S": "\ud800"}, "JSON"),
+    ],
+)
+def test_a_column_refuses_a_value_of_its_own_type_with_bad_contents(
+    value: dict[str, Any], column_type: str
+) -> None:
+    # GIVEN a value whose tag fits the column but whose contents DynamoDB never holds
+    # WHEN converted for the column (as a key column is)  THEN refused, not passed on
+    with pytest.raises(ConversionError):
+        column_converter(column_type)(value)

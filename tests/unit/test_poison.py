@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ddb2bq.convert import column_value, number_json, plain_item
-from ddb2bq.exceptions import ConversionError
-from ddb2bq.records import Change, make_seq
+from ddb2bq.exceptions import ConversionError, RecordError
+from ddb2bq.records import UNCHECKED, Change, make_seq, parse_one
 from ddb2bq.rows import RowBuilder
 from ddb2bq.schema import build_layout
 
@@ -88,3 +88,31 @@ def test_a_change_with_poison_in_keys_or_images_is_built_or_refused_cleanly(
     change = Change(op, {"pk": key}, image, image, make_seq(0, 1), 0, "e1")  # type: ignore[arg-type]
     with contextlib.suppress(ConversionError):
         RowBuilder(layout).build(change)
+
+
+@settings(max_examples=300)
+@given(
+    junk,
+    junk,
+    st.sampled_from(["lambda", "getrecords", "kinesis", "export", "scan"]),
+)
+def test_any_record_parses_or_is_refused_by_a_check_naming_it(
+    dynamodb: Any, item: Any, source: str
+) -> None:
+    # GIVEN junk where a record's parts go (a stream record's body, an export line, an item)
+    unit: Any = {
+        "lambda": {"eventID": "e", "eventName": "INSERT", "dynamodb": dynamodb},
+        "getrecords": {"eventID": "e", "eventName": "MODIFY", "dynamodb": dynamodb},
+        "kinesis": {"eventSource": "aws:kinesis", "kinesis": dynamodb},
+        "export": repr(item),
+        "scan": item,
+    }[source]
+    # WHEN parsed as record 4  THEN a Change, or a RecordError naming record 4 from a check
+    try:
+        parse_one(unit, source, index=4, key_names=["pk"])
+    except RecordError as exc:
+        message = str(exc)
+    else:
+        return
+    assert message.startswith("record 4")
+    assert UNCHECKED not in message

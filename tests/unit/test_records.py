@@ -15,12 +15,17 @@ from hypothesis import strategies as st
 
 from ddb2bq.exceptions import RecordError
 from ddb2bq.records import (
+    UNCHECKED,
+    encode_binary,
     from_export_line,
     from_get_records,
     from_kinesis_record,
     from_lambda_event,
+    from_lambda_record,
     from_scan_item,
     make_seq,
+    parse_one,
+    record_name,
     snapshot_seq,
 )
 from ddb2bq.rows import RowBuilder
@@ -252,9 +257,9 @@ def test_seq_order_follows_generation_then_position(a: int, b: int, ga: int, gb:
             {
                 "eventID": "9",
                 "eventName": "INSERT",
-                "dynamodb": {"Keys": {}, "SequenceNumber": "x1"},
+                "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "x1"},
             },
-            r"eventID 9.*SequenceNumber",
+            r"record 0 \(eventID 9, key pk='a'\): 'dynamodb.SequenceNumber'",
         ),
         (
             {"eventID": "9", "eventName": "INSERT", "dynamodb": {"SequenceNumber": "1"}},
@@ -299,3 +304,129 @@ def test_item_to_changelog_image_to_item_is_identity(item: dict[str, Any]) -> No
     lambda_record["dynamodb"]["Keys"] = to_event_json(record["dynamodb"]["Keys"])
     (from_event,) = from_lambda_event({"Records": [lambda_record]})
     assert from_event.new_image == change.new_image
+
+
+# --- values outside what DynamoDB streams can hold ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sequence",
+    ["9" * 58, "7" * 5000, "-1", "1.5", "１２", "²", "", 12, None],
+)
+def test_a_sequence_number_that_cannot_be_a_stream_position_is_refused(sequence: Any) -> None:
+    # GIVEN a record whose SequenceNumber is not a decimal below 2**192
+    record = stream_record(SequenceNumber=sequence)
+    # WHEN parsed  THEN refused, naming record, event and key
+    with pytest.raises(
+        RecordError, match=r"record 0 \(eventID c4ca.*, key pk='a'\): 'dynamodb.Seq"
+    ):
+        from_lambda_record(record)
+
+
+def test_the_largest_stream_position_is_accepted() -> None:
+    # GIVEN a 57-digit sequence number (below 2**192, far above DynamoDB's 40 digits)
+    change = from_lambda_record(stream_record(SequenceNumber="9" * 57))
+    # THEN it orders as its value
+    assert change.seq == make_seq(0, int("9" * 57))
+
+
+@pytest.mark.parametrize(
+    "created", [-1, 253402300800, 1e300, float("inf"), float("-inf"), float("nan"), "1", True]
+)
+def test_a_change_time_outside_1970_to_9999_is_refused(created: Any) -> None:
+    with pytest.raises(RecordError, match=r"record 0 .*'ApproximateCreationDateTime'"):
+        from_lambda_record(stream_record(ApproximateCreationDateTime=created))
+
+
+def test_the_last_second_bigquery_holds_is_accepted() -> None:
+    change = from_lambda_record(stream_record(ApproximateCreationDateTime=253402300799))
+    assert change.changed_at_us == 253402300799_000000
+
+
+@pytest.mark.parametrize(
+    "created", ["9999-12-31T23:59:59-01:00", "1969-12-31T23:59:59+00:00", "soon", 5j]
+)
+def test_a_getrecords_time_outside_the_range_is_refused(created: Any) -> None:
+    record = stream_record(ApproximateCreationDateTime=created)
+    with pytest.raises(RecordError, match=r"record 0 .*'ApproximateCreationDateTime'"):
+        from_get_records({"Records": [record]})
+
+
+@pytest.mark.parametrize("created", [-5, -0.5, 2**70, 1e300, "1764460800000", None])
+def test_a_kinesis_time_before_1970_or_after_9999_is_refused(created: Any) -> None:
+    # GIVEN a Kinesis record whose change time cannot order it (it is seq's high 64 bits)
+    payload = {
+        "eventID": "p1",
+        "eventName": "INSERT",
+        "dynamodb": {"ApproximateCreationDateTime": created, "Keys": {"pk": {"S": "a"}}},
+    }
+    # WHEN parsed  THEN refused by name, not a ValueError from make_seq
+    with pytest.raises(RecordError, match=r"record 0 \(eventID p1, key pk='a'\): 'Approx"):
+        from_kinesis_record(kinesis_record(payload))
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"pk": {"BOOL": True}},
+        {"pk": {"S": 5}},
+        {"pk": {"S": "a", "N": "1"}},
+        {"pk": {"M": {}}},
+        {"pk": "a"},
+        {"pk": {"S": "\ud800"}},
+        {},
+    ],
+)
+def test_keys_that_are_not_s_n_or_b_values_are_refused(keys: dict[str, Any]) -> None:
+    with pytest.raises(RecordError, match=r"record 0 \(eventID c4ca.*\): .*(key attribute|empty)"):
+        from_lambda_record(stream_record(Keys=keys))
+
+
+@pytest.mark.parametrize("name", [["INSERT"], {"INSERT": 1}, 5, None, "insert"])
+def test_an_event_name_of_any_type_is_refused_by_name(name: Any) -> None:
+    record = {**stream_record(), "eventName": name}
+    with pytest.raises(RecordError, match=r"record 0 \(eventID c4ca.*'eventName'"):
+        from_lambda_record(record)
+
+
+def test_input_nested_deeper_than_any_dynamodb_value_is_refused_by_attribute() -> None:
+    # GIVEN a boto3 GetRecords record with a map 1000 levels deep (Python's recursion limit)
+    deep: dict[str, Any] = {"N": "1"}
+    for _ in range(1000):
+        deep = {"M": {"x": deep}}
+    record = stream_record(NewImage={"pk": {"S": "a"}, "d": deep})
+    # WHEN parsed  THEN refused naming the record and attribute, not a RecursionError
+    with pytest.raises(RecordError, match=r"record 0 \(eventID c4ca.*\): attribute 'd' of 'dyn"):
+        from_get_records({"Records": [record]})
+    with pytest.raises(RecordError, match="nested more than"):
+        encode_binary(deep)
+
+
+UNPARSABLE = {
+    "lambda": {**stream_record(), "eventName": "RESHARD"},
+    "getrecords": {**stream_record(), "eventName": "RESHARD"},
+    "kinesis": kinesis_record({"eventID": "p", "eventName": "INSERT", "dynamodb": {}}),
+    "export": '{"Item": {"sk": {"N": "1"}}}',
+    "scan": {"sk": {"N": "1"}},
+}
+
+
+@pytest.mark.parametrize("source", list(UNPARSABLE))
+def test_every_format_numbers_its_records_the_same_way(source: str) -> None:
+    # GIVEN the third record of an input, in each format, that cannot be parsed
+    # WHEN parsed as record 2  THEN the error names "record 2", as every format does
+    with pytest.raises(RecordError, match=r"^record 2\b") as caught:
+        parse_one(UNPARSABLE[source], source, index=2, key_names=["pk", "sk"])
+    assert UNCHECKED not in str(caught.value)
+
+
+def test_record_names_quote_hostile_values_briefly() -> None:
+    # GIVEN an event id and key values that are long, nested and multi-line
+    deep: Any = []
+    for _ in range(2000):
+        deep = [deep]
+    name = record_name(3, event_id="x" * 500, keys={"pk": {"S": "a\nb" * 1000}, "sk": deep})
+    # THEN the name is one short line
+    assert name.startswith("record 3 (eventID 'xxx")
+    assert "\n" not in name
+    assert len(name) < 400

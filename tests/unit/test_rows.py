@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -94,14 +96,16 @@ def test_a_key_that_does_not_fit_its_column_names_key_and_remedy() -> None:
     )
     with pytest.raises(
         ConversionError,
-        match=r"table 'orders', event e9 \(key id='1.5'\).*set its type in \[columns\] types",
+        match=r"a change \(table 'orders', eventID e9, key id='1.5'\).*set its type in \[columns\] types",
     ):
         RowBuilder(layout).build(bad)
 
 
 def test_a_bad_value_names_table_event_key_and_attribute() -> None:
     new = {"pk": {"S": "a"}, "sk": {"N": "7"}, "m": {"M": {"x": {"N": "one"}}}}
-    with pytest.raises(ConversionError, match=r"event e1 \(key pk='a', sk='7'\): attribute 'm.x'"):
+    with pytest.raises(
+        ConversionError, match=r"a change \(eventID e1, key pk='a', sk='7'\): attribute 'm.x'"
+    ):
         RowBuilder(build_layout(KEYS)).build(change("INSERT", new))
 
 
@@ -111,3 +115,25 @@ def test_an_absent_set_is_an_empty_array_because_bigquery_arrays_are_never_null(
         change("INSERT", new)
     )
     assert rows.changelog["tags"] == []
+
+
+def test_text_json_cannot_hold_names_its_attribute() -> None:
+    # GIVEN an image holding a lone surrogate (Lambda's JSON parser lets one through)
+    new = {"pk": {"S": "a"}, "sk": {"N": "7"}, "note": {"S": "\ud800"}}
+    # WHEN its rows are built  THEN a ConversionError names the record and the attribute
+    with pytest.raises(
+        ConversionError, match=r"eventID e1, key pk='a', sk='7'\): attribute 'note'"
+    ):
+        RowBuilder(build_layout(KEYS)).build(change("INSERT", new))
+
+
+def test_an_old_image_too_deep_to_store_is_refused_by_name() -> None:
+    # GIVEN an old image nested 300 levels deep (never converted, only stored as JSON)
+    deep: dict[str, Any] = {"N": "1"}
+    for _ in range(300):
+        deep = {"M": {"x": deep}}
+    bad = change("MODIFY", {"pk": {"S": "a"}, "sk": {"N": "7"}})
+    bad = Change(bad.op, bad.keys, bad.new_image, {"d": deep}, bad.seq, 0, "e1", index=5)
+    # WHEN its rows are built  THEN refused naming record 5 and the attribute
+    with pytest.raises(ConversionError, match=r"^record 5 \(eventID e1.*attribute 'd': the old"):
+        RowBuilder(build_layout(KEYS)).build(bad)

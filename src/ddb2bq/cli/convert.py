@@ -2,8 +2,10 @@
 
 Reads Lambda events, GetRecords responses, Kinesis records, export lines or a Scan response,
 and prints one JSON line per change: ``{"changelog": {...}, "mirror": {...}}``, exactly as the
-BigQuery writers would send them. A record that cannot be parsed or converted is named on stderr
-and the exit code is 2; the other records are still printed.
+BigQuery writers would send them. A record that cannot be parsed or converted is named on stderr,
+as every message names a record (``record 2 (eventID 7f3a9c, key pk='a')``: ``record N`` counts
+the input's records from 0, see :mod:`ddb2bq.records`), and the exit code is 2; the other records
+are still printed.
 """
 
 from __future__ import annotations
@@ -59,24 +61,24 @@ def run_convert(
     key_names = tuple(k.strip() for k in args.keys.split(",") if k.strip()) or config.source.keys
     changes, failures = _parse_input(text, source, key_names, config.source.generation)
     if changes:
-        layout = layout_for_changes(changes, config, key_names=key_names)
+        layout = layout_for_changes([c for _, c in changes], config, key_names=key_names)
         builder = RowBuilder(layout)
-        for change in changes:
+        for index, change in changes:
             try:
                 rows = builder.build(change)
             except RecordError as exc:
-                failures.append(str(exc))
+                failures.append((index, str(exc)))
                 continue
             out.write(orjson.dumps({"changelog": rows.changelog, "mirror": rows.mirror}).decode())
             out.write("\n")
-    for failure in failures:
+    for _, failure in sorted(failures, key=lambda f: f[0]):
         print(f"ddb2bq: error: {failure}", file=sys.stderr)
     return EXIT_BAD_INPUT if failures else 0
 
 
 def _parse_input(
     text: str, source: str, key_names: Sequence[str], generation: int
-) -> tuple[list[Change], list[str]]:
+) -> tuple[list[tuple[int, Change]], list[tuple[int, str]]]:
     """Parse every record it can; collect an error naming each record it cannot."""
     if source in ("export", "scan") and not key_names:
         raise ConfigError(
@@ -91,22 +93,17 @@ def _parse_input(
             raise RecordError(f"the {source} input on stdin is not JSON: {exc}") from exc
         units = _units(payload, source)
     now = now_micros()
-    changes: list[Change] = []
-    failures: list[str] = []
+    changes: list[tuple[int, Change]] = []
+    failures: list[tuple[int, str]] = []
     for index, unit in enumerate(units):
         try:
-            changes.append(
-                parse_one(
-                    unit,
-                    source,
-                    index=index,
-                    key_names=key_names,
-                    generation=generation,
-                    now_us=now,
-                )
+            change = parse_one(
+                unit, source, index=index, key_names=key_names, generation=generation, now_us=now
             )
         except RecordError as exc:
-            failures.append(str(exc))
+            failures.append((index, str(exc)))
+            continue
+        changes.append((index, change))
     return changes, failures
 
 

@@ -19,31 +19,42 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from ddb2bq.exceptions import RecordError
 from ddb2bq.records import encode_binary
 
 
 def lambda_record(record: Mapping[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
     """A GetRecords record (boto3 form) as Lambda delivers it in a DynamoDB Streams event:
     ``eventVersion`` 1.1, ``eventSource``, ``awsRegion``, ``eventSourceARN``, the creation time in
-    epoch seconds and binary values as base64 text."""
-    body = dict(record["dynamodb"])
-    created = body.get("ApproximateCreationDateTime")
+    epoch seconds and binary values as base64 text.
+
+    A malformed record is passed on as it is, field by field (never an error here): the handler
+    refuses it by name and dead-letters it, as Lambda would have it delivered."""
+    event: dict[str, Any] = {key: record[key] for key in ("eventID", "eventName") if key in record}
+    event.update(eventVersion="1.1", eventSource="aws:dynamodb", awsRegion=region)
+    if "dynamodb" in record:
+        event["dynamodb"] = _lambda_body(record["dynamodb"])
+    event["eventSourceARN"] = stream_arn
+    identity = record.get("userIdentity")
+    if identity is not None:
+        event["userIdentity"] = (
+            _lambda_identity(identity) if isinstance(identity, Mapping) else identity
+        )
+    return event
+
+
+def _lambda_body(body: Any) -> Any:
+    """``dynamodb`` of a record, with Lambda's epoch seconds and base64 text."""
+    if not isinstance(body, Mapping):
+        return body
+    converted = dict(body)
+    created = converted.get("ApproximateCreationDateTime")
     if isinstance(created, datetime):
-        body["ApproximateCreationDateTime"] = created.timestamp()
-    return {
-        "eventID": record["eventID"],
-        "eventName": record["eventName"],
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": region,
-        "dynamodb": encode_binary(body),
-        "eventSourceARN": stream_arn,
-        **(
-            {"userIdentity": _lambda_identity(record["userIdentity"])}
-            if "userIdentity" in record
-            else {}
-        ),
-    }
+        converted["ApproximateCreationDateTime"] = created.timestamp()
+    try:
+        return encode_binary(converted)
+    except RecordError:  # nested deeper than DynamoDB allows: the handler names it
+        return converted
 
 
 def lambda_events(
@@ -63,4 +74,7 @@ def lambda_events(
 
 def _lambda_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
     """``userIdentity`` as Lambda spells it (``principalId``, ``type``; boto3: ``PrincipalId``)."""
-    return {key[:1].lower() + key[1:]: value for key, value in identity.items()}
+    return {
+        key[:1].lower() + key[1:] if isinstance(key, str) else key: value
+        for key, value in identity.items()
+    }
