@@ -61,7 +61,7 @@ def convert_items(items: Sequence[Any], *, export: bool = False) -> Converted:
     failures: list[tuple[Any, str]] = []
     for index, unit in enumerate(items):
         try:
-            change = _change(unit, snapshot, index, export)
+            change = change_of(unit, snapshot, index, export)
             lines.append(orjson.dumps(builder.build(change).changelog))
         except RecordError as exc:
             failures.append((unit, str(exc)))
@@ -69,7 +69,8 @@ def convert_items(items: Sequence[Any], *, export: bool = False) -> Converted:
     return Converted(body, len(lines), tuple(failures))
 
 
-def _change(unit: Any, snapshot: Snapshot, index: int, export: bool) -> Change:
+def change_of(unit: Any, snapshot: Snapshot, index: int, export: bool) -> Change:
+    """The snapshot change of one Scan item or export line; RecordError naming it when bad."""
     if export:
         return from_export_line(
             unit,

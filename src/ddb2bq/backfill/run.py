@@ -25,7 +25,13 @@ from typing import Any
 
 import orjson
 
-from ddb2bq.backfill.converting import Converted, Snapshot, convert_items, worker_pool
+from ddb2bq.backfill.converting import (
+    Converted,
+    Snapshot,
+    change_of,
+    convert_items,
+    worker_pool,
+)
 from ddb2bq.backfill.loading import DEFAULT_FILE_BYTES, Loader, Spool, SpoolFile
 from ddb2bq.dynamodb.scan import (
     Page,
@@ -37,7 +43,7 @@ from ddb2bq.dynamodb.scan import (
 )
 from ddb2bq.exceptions import ConfigError, RecordError
 from ddb2bq.pipeline import Pipeline, Unparsed
-from ddb2bq.records import Change, from_scan_item, now_micros
+from ddb2bq.records import Change, now_micros
 from ddb2bq.runner.signals import StopFlag
 from ddb2bq.state import SegmentProgress, StateStore
 
@@ -204,11 +210,7 @@ class Backfill:
         self._evolve(first, export)
         if self._pipeline.writes_mirror:
             return self._through_pipeline(_chain(first, pages))
-        layout = self._pipeline.layout
-        snapshot = Snapshot(
-            layout, layout.key_names, self._generation, self.taken_at_us, self.table
-        )
-        with worker_pool(snapshot, self.options.workers) as pool:
+        with worker_pool(self._snapshot(), self.options.workers) as pool:
             in_flight: list[tuple[Page, int, Future[Converted]]] = []
             for page in _chain(first, pages):
                 number = self._read(page)
@@ -320,15 +322,11 @@ class Backfill:
             self._pipeline.evolve_for(changes)
 
     def _change(self, unit: Any, index: int, export: bool) -> Change:
-        item = orjson.loads(unit)["Item"] if export else unit
-        return from_scan_item(
-            item,
-            key_names=self._pipeline.layout.key_names,
-            scanned_at_us=self.taken_at_us,
-            generation=self._generation,
-            table=self.table,
-            index=index,
-        )
+        return change_of(unit, self._snapshot(), index, export)
+
+    def _snapshot(self) -> Snapshot:
+        layout = self._pipeline.layout
+        return Snapshot(layout, layout.key_names, self._generation, self.taken_at_us, self.table)
 
     def _dead_letter(self, failures: Iterable[tuple[Any, str]], *, export: bool) -> None:
         """Units a worker could not convert: through the pipeline, which dead-letters them."""

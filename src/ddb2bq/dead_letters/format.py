@@ -16,8 +16,11 @@ sets sorted lists.
 from __future__ import annotations
 
 import base64
+import json
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -57,26 +60,58 @@ def to_json(value: Any) -> Any:
 
 
 def encode_letter(letter: DeadLetter) -> bytes:
-    """One dead letter as a JSON object (no newline)."""
-    return orjson.dumps(
-        {
-            "table": letter.table,
-            "error": letter.error,
-            "failed_at": timestamp_text(letter.failed_at_us),
-            "failed_at_us": letter.failed_at_us,
-            "source": letter.source,
-            "event_id": letter.event_id,
-            "keys": to_json(letter.keys),
-            "seq": letter.seq,
-            "record": to_json(letter.record),
-        }
-    )
+    """One dead letter as a JSON object (no newline), however deeply its record is nested."""
+    with _deep_recursion():
+        return _dumps(
+            {
+                "table": letter.table,
+                "error": letter.error,
+                "failed_at": timestamp_text(letter.failed_at_us),
+                "failed_at_us": letter.failed_at_us,
+                "source": letter.source,
+                "event_id": letter.event_id,
+                "keys": to_json(letter.keys),
+                "seq": letter.seq,
+                "record": to_json(letter.record),
+            }
+        )
+
+
+_DEEP = 5_000
+"""Levels of nesting a letter's record may have. orjson stops at 255 (writing) and 1,024
+(reading); a record refused for its depth is exactly the one that must still be kept, so the
+standard library's codec takes over past those. Lambda's own event parser stops near 1,000."""
+
+
+@contextmanager
+def _deep_recursion() -> Iterator[None]:
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, _DEEP + 500))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
+def _dumps(document: Any) -> bytes:
+    try:
+        return orjson.dumps(document)
+    except orjson.JSONEncodeError:  # nested past 255 levels, or an integer past 64 bits
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        with _deep_recursion():
+            return json.loads(text)  # a letter nested past orjson's 1,024 levels, or not JSON
 
 
 def decode_letter(text: str | bytes, where: str = "") -> DeadLetter:
     """The dead letter in ``text`` (as :func:`encode_letter` wrote it)."""
     try:
-        data = orjson.loads(text)
+        data = _loads(text)
         return DeadLetter(
             table=str(data["table"]),
             error=str(data["error"]),
@@ -87,7 +122,7 @@ def decode_letter(text: str | bytes, where: str = "") -> DeadLetter:
             keys=data.get("keys"),
             seq=str(data.get("seq") or ""),
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (RecursionError, KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"not a dead letter: {exc}", record=where) from exc
 
 
