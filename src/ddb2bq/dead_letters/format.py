@@ -103,9 +103,11 @@ def _dumps(document: Any) -> bytes:
 def _loads(text: str | bytes) -> Any:
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" not in str(exc):
+            raise
         with _deep_recursion():
-            return json.loads(text)  # a letter nested past orjson's 1,024 levels, or not JSON
+            return json.loads(text)  # a letter nested past orjson's 1,024 levels
 
 
 def decode_letter(text: str | bytes, where: str = "") -> DeadLetter:
