@@ -33,9 +33,10 @@ import json
 import logging
 import math
 import os
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -60,7 +61,8 @@ class SourceConfig:
 
     ``keys`` names the key attributes, hash key first; when empty they are read with
     DescribeTable (or, for stream records read offline, taken from each record's ``Keys``).
-    ``generation`` rises each time the stream is lost and a new backfill is taken.
+    ``generation`` rises each time the stream is lost and a new backfill is taken (0 to
+    :data:`MAX_GENERATION`: ``seq`` carries it as 16 hex digits).
     """
 
     table: str = ""
@@ -191,7 +193,9 @@ class Config:
 
     @property
     def target_table(self) -> str:
-        """The mirror table's name: ``[target] table``, else the source table's name."""
+        """The mirror table's name as configured: ``[target] table``, else the source table's
+        name (its BigQuery name is :meth:`ddb2bq.bigquery.tables.TableRefs.from_config`'s, by
+        :func:`ddb2bq.schema.bigquery_table_name`)."""
         return self.target.table or self.source.table
 
     def summary(self) -> dict[str, Any]:
@@ -239,29 +243,54 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
 
 def _read_file(path: Path) -> dict[str, dict[str, tuple[Any, str]]]:
-    import tomllib  # noqa: PLC0415 (lazy: the Lambda reads only its environment, at cold start)
-
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"The configuration file {str(path)!r} does not exist.") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"The configuration file {str(path)!r} is not valid TOML: {exc}."
-        ) from exc
+    document = _parse_file(path)
     result: dict[str, dict[str, tuple[Any, str]]] = {}
     for section, values in document.items():
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{path}: {section} = {values!r} stands outside any [section]; put each setting "
+                f"under its section ({', '.join(f'[{s}]' for s in _SECTIONS)})."
+            )
         if section not in _SECTIONS:
             raise ConfigError(
                 f"{path}: unknown section [{section}]; the sections are "
                 f"{', '.join(f'[{s}]' for s in _SECTIONS)}."
             )
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: {section!r} must be a [section] table.")
         result[section] = {
             key: (value, f"{path}: [{section}] {key}") for key, value in values.items()
         }
     return result
+
+
+def _parse_file(path: Path) -> dict[str, Any]:
+    """The TOML document at ``path``; every way of not being one is a ConfigError naming it."""
+    import tomllib  # noqa: PLC0415 (lazy: the Lambda reads only its environment, at cold start)
+
+    where = f"The configuration file {str(path)!r}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{where} does not exist; give the path of a ddb2bq.toml.") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{where} is a directory; give the path of a ddb2bq.toml.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{where} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML."
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"{where} cannot be read ({exc.strerror or exc}); check the path and its permissions."
+        ) from exc
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}; fix it and run again.") from exc
+    if not document:
+        raise ConfigError(
+            f"{where} holds no settings; write at least [source] table and [target] dataset "
+            "(see docs/bigquery.md), or leave out --config to use DDB2BQ_* variables only."
+        )
+    return document
 
 
 def _read_env(environ: Mapping[str, str]) -> dict[str, dict[str, tuple[Any, str]]]:
@@ -393,17 +422,164 @@ def _json(text: str, origin: str) -> Any:
         raise ConfigError(f"{origin}: expected JSON, got {text!r} ({exc}).") from exc
 
 
+MAX_GENERATION = 16**16 - 1
+"""The largest generation: ``seq`` carries it as 16 hex digits, and string order must stay
+numeric order."""
+
+MAX_TABLE_NAME_BYTES = 1024 - len("_generations")
+"""The longest mirror name: BigQuery's 1,024 bytes, less the generations table's suffix."""
+_TABLE_CATEGORIES = frozenset(("Pc", "Pd", "Zs"))  # with every letter (L), mark (M), number (N)
+
+_PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z](?:[a-z0-9-]{0,28}[a-z0-9])?")
+_DATASET = re.compile(r"[A-Za-z0-9_]{1,1024}")
+_URL = re.compile(r"https?://[^\s/]+(?:/\S*)?")
+
+
 def _validate(config: Config) -> None:
-    for attribute, column_type in config.columns.types.items():
+    _validate_source(config.source)
+    _validate_target(config.target)
+    _validate_columns(config.columns)
+    if config.source.keys:
+        check_column_types(config.columns, config.source.keys)
+    _validate_dead_letters(config.dead_letters)
+    _validate_lambda(config.lambda_)
+    _validate_runner(config.runner)
+
+
+def _validate_source(source: SourceConfig) -> None:
+    if not 0 <= source.generation <= MAX_GENERATION:
+        raise ConfigError(
+            f"[source] generation is {source.generation}; use a whole number from 0 to "
+            f"{MAX_GENERATION} (seq carries it as 16 hex digits)."
+        )
+    if not source.region.strip():
+        raise ConfigError("[source] region is empty; set the table's AWS region (us-east-1).")
+    _check_url(source.endpoint_url, "[source] endpoint_url", "http://127.0.0.1:5000")
+    _check_names(source.keys, "[source] keys", "key attribute")
+    if len(source.keys) > 2:
+        raise ConfigError(
+            f"[source] keys lists {len(source.keys)} attributes; a DynamoDB key is the hash "
+            "key, then the range key, if any (or leave keys out: DescribeTable gives them)."
+        )
+
+
+def _validate_target(target: TargetConfig) -> None:
+    if target.project and not _PROJECT.fullmatch(target.project):
+        raise ConfigError(
+            f"[target] project {target.project!r} is not a Google Cloud project ID (lowercase "
+            "letters, digits and hyphens, starting with a letter, at most 30); use the "
+            "project's ID as `gcloud projects list` shows it, not its display name."
+        )
+    if target.dataset and not _DATASET.fullmatch(target.dataset):
+        fixed = re.sub(r"[^A-Za-z0-9_]", "_", target.dataset)[:1024]
+        raise ConfigError(
+            f"[target] dataset {target.dataset!r} is not a BigQuery dataset name (letters, "
+            f"digits and underscores, at most 1024); use {fixed!r}, for example."
+        )
+    if target.table:
+        check_table_name(target.table)
+    if not target.location.strip():
+        raise ConfigError("[target] location is empty; set the dataset's location (US, EU, ...).")
+    if target.mirror == "cdc" and target.writer != "storage_write":
+        raise ConfigError(
+            f'[target] mirror = "cdc" is written with the Storage Write API, but [target] writer '
+            f'is {target.writer!r}; set writer = "storage_write" (or choose mirror = "merge").'
+        )
+    _check_url(target.endpoint, "[target] endpoint", "http://127.0.0.1:9050")
+    grpc_endpoint = target.grpc_endpoint or ""
+    if grpc_endpoint.startswith(("http://", "https://")) or grpc_endpoint != grpc_endpoint.strip():
+        raise ConfigError(
+            f"[target] grpc_endpoint {grpc_endpoint!r} is a gRPC target, not a URL; write "
+            "host:port without a scheme, e.g. 127.0.0.1:9060."
+        )
+
+
+def table_name_characters(name: str) -> str:
+    """``name`` with each character BigQuery refuses in a table name replaced by ``_``:
+    letters, marks, digits, connectors (``_``), dashes and spaces are kept.
+
+    >>> table_name_characters("orders.v2"), table_name_characters("名前-テーブル")
+    ('orders_v2', '名前-テーブル')
+    """
+    import unicodedata  # noqa: PLC0415 (only table names need it)
+
+    def kept(character: str) -> bool:
+        category = unicodedata.category(character)
+        return category[0] in "LMN" or category in _TABLE_CATEGORIES
+
+    return "".join(c if kept(c) else "_" for c in name)
+
+
+def check_table_name(name: str) -> None:
+    """Refuse a ``[target] table`` BigQuery would refuse, with the name to use instead."""
+    fixed = table_name_characters(name)
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if fixed == name and 0 < size <= MAX_TABLE_NAME_BYTES:
+        return
+    fixed = fixed.encode("utf-8")[:MAX_TABLE_NAME_BYTES].decode("utf-8", "ignore") or "mirror"
+    raise ConfigError(
+        f"[target] table {name[:80]!r} is not a BigQuery table name with room for its "
+        f"_changes and _generations tables (letters, digits, underscores, dashes and spaces, "
+        f"at most {MAX_TABLE_NAME_BYTES} bytes); use {fixed[:80]!r}, for example."
+    )
+
+
+def _check_url(value: str | None, setting: str, example: str) -> None:
+    if value and not _URL.fullmatch(value):
+        raise ConfigError(f"{setting} {value!r} is not an http(s) URL; write it as {example}.")
+
+
+def _validate_columns(columns: ColumnsConfig) -> None:
+    _check_names(columns.promote, "[columns] promote", "attribute")
+    for attribute, column_type in columns.types.items():
+        if not attribute:
+            raise ConfigError('[columns] types names an empty attribute; remove the "" entry.')
         if column_type.upper() not in COLUMN_TYPES:
             raise ConfigError(
                 f"[columns] types: attribute {attribute!r} has type {column_type!r}; "
                 f"use one of {', '.join(COLUMN_TYPES)}."
             )
-    if config.source.generation < 0:
-        raise ConfigError("[source] generation must be 0 or more.")
-    _validate_lambda(config.lambda_)
-    _validate_runner(config.runner)
+
+
+def _check_names(names: tuple[str, ...], setting: str, what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if not name:
+            raise ConfigError(f"{setting} holds an empty name; remove it, or name the {what}.")
+        if name in seen:
+            raise ConfigError(f"{setting} lists {name!r} twice; list each {what} once.")
+        seen.add(name)
+
+
+def check_column_types(columns: ColumnsConfig, keys: Sequence[str]) -> None:
+    """Refuse ``[columns] types`` entries for attributes that are neither promoted nor among
+    the key attributes ``keys``: no column is made for them, so the type would do nothing.
+
+    Called by :func:`load_config` when ``[source] keys`` names the keys, and with the keys
+    DescribeTable gives by ``ddb2bq init`` (:func:`ddb2bq.bigquery.tables.initial_layout`).
+
+    >>> check_column_types(ColumnsConfig(promote=("status",), types={"total": "NUMERIC"}), ["pk"])
+    Traceback (most recent call last):
+    ...
+    ddb2bq.exceptions.ConfigError: [columns] types gives 'total' a type, but 'total' is not in [columns] promote ...
+    """
+    for attribute in columns.types:
+        if attribute not in columns.promote and attribute not in keys:
+            raise ConfigError(
+                f"[columns] types gives {attribute!r} a type, but {attribute!r} is not in "
+                f"[columns] promote nor a key attribute ({', '.join(keys)}); add it to promote "
+                "or remove its type."
+            )
+
+
+def _validate_dead_letters(settings: DeadLettersConfig) -> None:
+    if settings.kind == "local" and not settings.path.strip():
+        raise ConfigError(
+            '[dead_letters] path is empty; give a directory (default "dead-letters"), or '
+            'choose kind = "s3" or "sqs".'
+        )
+    if settings.kind == "s3" and not settings.s3_bucket:
+        raise ConfigError('[dead_letters] kind = "s3" needs s3_bucket: the bucket to write to.')
 
 
 _RUNNER_RANGES = {
@@ -449,6 +625,11 @@ def _validate_lambda(settings: LambdaConfig) -> None:
         raise ConfigError("[lambda] maximum_record_age is -1 (no limit) or 60 to 604800 seconds.")
     if settings.iterator_age_warning >= settings.iterator_age_critical:
         raise ConfigError("[lambda] iterator_age_warning must be below iterator_age_critical.")
+    if not settings.code_key.strip():
+        raise ConfigError(
+            "[lambda] code_key is empty; give the S3 key of the zip (default "
+            '"ddb2bq/ddb2bq-lambda.zip").'
+        )
 
 
 def check_function_config(config: Config) -> None:

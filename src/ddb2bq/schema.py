@@ -31,8 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ddb2bq.config import Config
-from ddb2bq.convert import number_kind, parse_number, widen
-from ddb2bq.exceptions import ConfigError, RecordError
+from ddb2bq.convert import number_kind, parse_number, plain, widen
+from ddb2bq.exceptions import ConfigError, ConversionError
 from ddb2bq.records import AttributeValue, Change, Item
 
 MAX_NAME = 300
@@ -206,6 +206,9 @@ def _hashed(name: str, attribute: str, used: set[str]) -> str:
 def infer_type(values: Iterable[AttributeValue]) -> str | None:
     """The column type holding every one of ``values``; None when all are NULL or there are none.
 
+    Values that are not DynamoDB values (two type tags, a number outside DynamoDB's domain) are
+    left out: building their change's rows refuses them, naming the record.
+
     >>> infer_type([{"N": "1"}, {"N": "2.5"}]), infer_type([{"S": "a"}, {"N": "1"}])
     ('NUMERIC', 'JSON')
     """
@@ -249,19 +252,48 @@ def _widen_types(a: str, b: str) -> str:
 
 
 def _value_type(value: AttributeValue) -> str | None:
+    if type(value) is not dict or len(value) != 1:
+        return None
     ((tag, raw),) = value.items()
     if tag in _SCALAR_TYPES:
         return _SCALAR_TYPES[tag]
-    if tag == "N":
-        return f"N:{number_kind(parse_number(raw))}"
     if tag in _SET_TYPES:
         return f"ARRAY<{_SET_TYPES[tag]}>"
-    if tag == "NS":
-        kind = "INT64"
-        for member in raw:
-            kind = widen(kind, number_kind(parse_number(member)))
-        return f"ARRAY<N:{kind}>"
+    try:
+        if tag == "N":
+            return f"N:{number_kind(parse_number(raw))}"
+        if tag == "NS" and type(raw) is list:
+            kind = "INT64"
+            for member in raw:
+                kind = widen(kind, number_kind(parse_number(member)))
+            return f"ARRAY<N:{kind}>"
+    except ConversionError:
+        return None
     return None
+
+
+def _key_kinds(keys: Item, names: Sequence[str]) -> list[str] | None:
+    """The DynamoDB types (S, N, B) of the key attributes ``names`` in ``keys``, or None when
+    one is not a valid S, N or B value."""
+    kinds = []
+    for name in names:
+        value = keys.get(name)
+        kind = next(iter(value), None) if type(value) is dict and len(value) == 1 else None
+        if kind not in KEY_TYPES or not _converts(value):
+            return None
+        kinds.append(str(kind))
+    return kinds
+
+
+def _converts(value: AttributeValue | None) -> bool:
+    """True when ``value`` is a valid DynamoDB value (its contents checked)."""
+    if value is None:
+        return False
+    try:
+        plain(value)
+    except ConversionError:
+        return False
+    return True
 
 
 def layout_for_changes(
@@ -270,18 +302,16 @@ def layout_for_changes(
     """A layout for ``changes`` read offline, without DescribeTable.
 
     Key attribute names come from ``key_names`` (else the first change's ``Keys``) and their
-    types from the values; promoted column types from ``[columns] types``, else inferred from
-    the new images.
+    types from the first change that has them all as S, N or B values (else STRING); promoted
+    column types from ``[columns] types``, else inferred from the new images. A change that does
+    not fit this layout is refused when its rows are built, by name, alone.
     """
-    first = changes[0].keys
-    names = list(key_names) or list(first)
-    key_schema = []
-    for name in names:
-        value = first.get(name)
-        kind = next(iter(value), None) if isinstance(value, dict) else None
-        if kind not in KEY_TYPES:
-            raise RecordError(f"key attribute {name!r} is {value!r}, not an S, N or B value")
-        key_schema.append((name, str(kind)))
+    names = list(key_names) or list(changes[0].keys)
+    kinds = next(
+        (k for k in (_key_kinds(c.keys, names) for c in changes) if k is not None),
+        ["S"] * len(names),
+    )
+    key_schema = list(zip(names, kinds, strict=True))
     configured = {a: t.upper() for a, t in config.columns.types.items()}
     untyped = [a for a in config.columns.promote if a not in configured]
     images = (c.new_image for c in changes if c.new_image is not None)
@@ -294,3 +324,28 @@ def layout_for_changes(
         soft_deletes=config.target.deletes == "soft",
         key_column_types=key_types,
     )
+
+
+def bigquery_table_name(dynamodb_table: str) -> str:
+    """The BigQuery name of the mirror of DynamoDB table ``dynamodb_table`` (the changelog and
+    generations tables add ``_changes`` and ``_generations`` to it).
+
+    BigQuery table names are letters, marks, digits, connectors (``_``), dashes and spaces, at
+    most 1,024 bytes; DynamoDB's also allow ``.``. A name BigQuery accepts (and that leaves room
+    for ``_generations``) is kept as it is, so an existing replication keeps its tables. Any
+    other, like a column name (step 2 of the rule above), has each refused character replaced by
+    ``_`` (:func:`ddb2bq.config.table_name_characters`) and gets ``_`` and 8 hex digits of the
+    SHA-256 of the original name appended, cut to fit: ``orders.v2``, ``orders-v2`` and
+    ``orders_v2`` stay three tables.
+
+    >>> bigquery_table_name("orders-v2"), bigquery_table_name("orders.v2")
+    ('orders-v2', 'orders_v2_ace4ce8e')
+    """
+    from ddb2bq.config import MAX_TABLE_NAME_BYTES, table_name_characters  # noqa: PLC0415
+
+    name = table_name_characters(dynamodb_table)
+    if name == dynamodb_table and 0 < len(name.encode("utf-8")) <= MAX_TABLE_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(dynamodb_table.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    head = name.encode("utf-8")[: MAX_TABLE_NAME_BYTES - 9].decode("utf-8", "ignore")
+    return f"{head}_{digest}"

@@ -115,3 +115,47 @@ def test_bad_environment_variables_are_named(environ: dict[str, str], message: s
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "is a directory"),
+        (b"", "holds no settings"),
+        (b"# to do\n", "holds no settings"),
+        ('[source]\ntable = "café"\n'.encode("latin-1"), r"is not UTF-8 text \(byte 21\)"),
+    ],
+)
+def test_a_path_that_is_no_configuration_is_a_config_error_naming_it(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path
+    if content is not None:
+        path = tmp_path / "ddb2bq.toml"
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(path, environ={})
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("DDB2BQ_TARGET_PROJECT", "example.com:analytics-prod"),
+        ("DDB2BQ_TARGET_PROJECT", "p"),
+        ("DDB2BQ_TARGET_DATASET", "Dynamo_DB_2"),
+        ("DDB2BQ_TARGET_TABLE", "orders-v2"),
+        ("DDB2BQ_TARGET_TABLE", "注文 テーブル"),
+        ("DDB2BQ_TARGET_GRPC_ENDPOINT", "127.0.0.1:9060"),
+        ("DDB2BQ_SOURCE_GENERATION", str(16**16 - 1)),
+    ],
+)
+def test_names_and_numbers_bigquery_accepts_are_accepted(key: str, value: str) -> None:
+    config = load_config(environ={key: value})
+    section, setting = key.removeprefix("DDB2BQ_").lower().split("_", 1)
+    assert str(getattr(getattr(config, section), setting)) == value
+
+
+def test_a_target_table_too_long_for_its_generations_table_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"\[target\] table 'xxx.*at most 1012 bytes"):
+        load_config(environ={"DDB2BQ_TARGET_TABLE": "x" * 1013})

@@ -8,14 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ddb2bq.bigquery.mirror import (
+    MAX_LOOKBACK,
     cdc_table_ddl,
     clustering_columns,
     merge_params,
     merge_sql,
+    run_merge,
     view_ddl,
     view_sql,
 )
 from ddb2bq.bigquery.sql import TableRef
+from ddb2bq.exceptions import ConfigError
 from ddb2bq.schema import build_layout
 
 CHANGES = TableRef("my-project", "dynamodb", "orders_changes")
@@ -164,11 +167,31 @@ def test_merge_params_reach_back_from_the_watermark(
 
 
 def test_merge_params_take_a_custom_window() -> None:
-    params = merge_params(0, lookback=timedelta(hours=1), overlap=timedelta(0))
+    params = merge_params(0, lookback=timedelta(hours=1), overlap=timedelta(minutes=10))
     assert [p.value for p in params] == [
         datetime(1969, 12, 31, 23, 0, tzinfo=UTC),
-        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 50, tzinfo=UTC),
     ]
+
+
+@pytest.mark.parametrize(
+    ("lookback", "overlap", "message"),
+    [
+        (timedelta(hours=-48), timedelta(minutes=30), "look-back is -2 days"),
+        (timedelta(0), timedelta(minutes=30), "look-back is 0:00:00"),
+        (timedelta(hours=2), timedelta(0), "overlap is 0:00:00"),
+        (timedelta(hours=2), timedelta(minutes=-5), "overlap is -1 day, 23:55:00"),
+        (timedelta(minutes=10), timedelta(minutes=30), "shorter than its overlap"),
+        (MAX_LOOKBACK + timedelta(days=1), timedelta(minutes=30), "run `ddb2bq merge --full`"),
+    ],
+)
+def test_a_window_that_would_skip_rows_is_refused(
+    lookback: timedelta, overlap: timedelta, message: str
+) -> None:
+    # GIVEN a look-back or overlap that does not reach behind the watermark (or overflows)
+    # WHEN the MERGE parameters are made  THEN it is a ConfigError saying what is wrong
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        merge_params(1_700_000_000_000_000, lookback=lookback, overlap=overlap)
 
 
 def test_state_as_of_a_time_filters_the_changelog_by_changed_at() -> None:
@@ -177,3 +200,24 @@ def test_state_as_of_a_time_filters_the_changelog_by_changed_at() -> None:
     # THEN both the newest change and the last state are taken from changes made until then
     assert "WHERE `changed_at` <= @as_of AND (`op` = 'REMOVE' OR `item` IS NOT NULL)" in sql
     assert "WHERE `changed_at` <= @as_of AND `op` != 'REMOVE' AND `item` IS NOT NULL" in sql
+
+
+class _Untouchable:
+    """A BigQuery client that must not be called."""
+
+    def __getattr__(self, name: str) -> None:
+        raise AssertionError(f"the client was called ({name}) before the window was checked")
+
+
+@pytest.mark.parametrize(
+    "window",
+    [{"lookback": timedelta(hours=-48)}, {"overlap": timedelta(0)}, {"lookback": timedelta(0)}],
+)
+def test_run_merge_refuses_a_bad_window_before_touching_bigquery(
+    window: dict[str, timedelta],
+) -> None:
+    # GIVEN the library API called with a look-back or overlap that would skip rows
+    # WHEN run_merge runs  THEN it is a ConfigError, and nothing reached BigQuery (the
+    # watermark label was not read, so it cannot have moved)
+    with pytest.raises(ConfigError, match="The MERGE"):
+        run_merge(_Untouchable(), layout(), CHANGES, MIRROR, **window)  # type: ignore[arg-type]

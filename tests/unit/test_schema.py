@@ -132,3 +132,59 @@ def test_layout_columns_and_additive_evolution() -> None:
 def test_key_column_types_can_be_overridden() -> None:
     layout = build_layout([("id", "N")], key_column_types={"id": "string"})
     assert layout.keys[0].type == "STRING"
+
+
+# --- table names (bigquery_table_name) -----------------------------------------------------------
+
+import re  # noqa: E402 (this part was appended: the module's head belongs to other changes)
+
+from ddb2bq.schema import bigquery_table_name  # noqa: E402
+
+DYNAMODB_NAME = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-",
+    min_size=3,
+    max_size=255,
+)
+
+
+@pytest.mark.parametrize("name", ["orders", "orders-v2", "orders_v2", "Orders2024", "a-b_c"])
+def test_a_table_name_bigquery_accepts_is_kept(name: str) -> None:
+    # GIVEN a DynamoDB table name BigQuery accepts as it is  THEN existing tables keep it
+    assert bigquery_table_name(name) == name
+
+
+def test_dotted_dashed_and_underscored_names_stay_three_tables() -> None:
+    # GIVEN three DynamoDB tables that differ only in their separator
+    names = {n: bigquery_table_name(n) for n in ("orders.v2", "orders-v2", "orders_v2")}
+    # THEN the dotted one (BigQuery refuses dots) is sanitised with its hash; none collide
+    assert names == {
+        "orders.v2": "orders_v2_ace4ce8e",
+        "orders-v2": "orders-v2",
+        "orders_v2": "orders_v2",
+    }
+
+
+@given(DYNAMODB_NAME)
+def test_every_dynamodb_table_name_becomes_a_bigquery_table_name(name: str) -> None:
+    # GIVEN any DynamoDB table name WHEN it is named for BigQuery
+    table = bigquery_table_name(name)
+    # THEN BigQuery accepts it with its _generations suffix, and it is the same every time
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", table)
+    assert len(f"{table}_generations".encode()) <= 1024
+    assert table == bigquery_table_name(name)
+    assert (table == name) == ("." not in name)
+
+
+@given(DYNAMODB_NAME, DYNAMODB_NAME)
+def test_different_dynamodb_tables_get_different_bigquery_tables(a: str, b: str) -> None:
+    if a != b:
+        assert bigquery_table_name(a) != bigquery_table_name(b)
+
+
+def test_a_name_too_long_for_bigquery_is_cut_and_hashed() -> None:
+    # GIVEN a name that fits BigQuery's 1,024 bytes only without the _generations suffix
+    long = "x" * 1020
+    # THEN it is cut to leave room for the suffix, with the hash that keeps it apart
+    table = bigquery_table_name(long)
+    assert len(f"{table}_generations") == 1024
+    assert table != bigquery_table_name("x" * 1021)

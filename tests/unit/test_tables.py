@@ -122,3 +122,42 @@ def test_a_column_without_a_description_is_its_own_attribute() -> None:
 def test_an_attribute_name_too_long_for_a_description_cannot_be_promoted() -> None:
     with pytest.raises(ConfigError, match="too long to promote"):
         schema_field(Column("x", "STRING", attribute="a" * 1100))
+
+
+@pytest.mark.parametrize(
+    ("table", "mirror"),
+    [("orders.v2", "orders_v2_ace4ce8e"), ("orders-v2", "orders-v2"), ("orders_v2", "orders_v2")],
+)
+def test_every_table_of_a_replication_has_the_bigquery_name_of_its_dynamodb_table(
+    table: str, mirror: str
+) -> None:
+    # GIVEN a DynamoDB table whose name BigQuery may refuse (a dot)
+    config = Config(source=SourceConfig(table=table), target=TargetConfig(project="p", dataset="d"))
+    # WHEN its BigQuery tables are named
+    refs = TableRefs.from_config(config)
+    # THEN mirror, changelog and generations all derive from the one BigQuery name
+    assert (refs.mirror.table, refs.changes.table, refs.generations.table) == (
+        mirror,
+        f"{mirror}_changes",
+        f"{mirror}_generations",
+    )
+
+
+def test_a_target_table_bigquery_refuses_is_named_with_one_it_accepts() -> None:
+    config = Config(
+        source=SourceConfig(table="orders"),
+        target=TargetConfig(project="p", dataset="d", table="orders.mirror"),
+    )
+    with pytest.raises(ConfigError, match=r"\[target\] table 'orders.mirror'.*use 'orders_mirror'"):
+        TableRefs.from_config(config)
+
+
+def test_a_type_for_an_attribute_that_gets_no_column_is_refused_at_init() -> None:
+    # GIVEN a type for an attribute neither promoted nor a key (the keys come from DescribeTable)
+    config = Config(
+        source=SourceConfig(table="orders"),
+        columns=ColumnsConfig(promote=("status",), types={"status": "STRING", "total": "NUMERIC"}),
+    )
+    # WHEN init builds the first layout  THEN it refuses, naming the attribute and the fix
+    with pytest.raises(ConfigError, match=r"\[columns\] types gives 'total' a type.*add it to"):
+        initial_layout(config, [("customer", "S"), ("order", "N")])

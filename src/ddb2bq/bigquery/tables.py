@@ -48,9 +48,15 @@ from ddb2bq.bigquery.sql import (
     api_retry,
     run_query,
 )
-from ddb2bq.config import Config
+from ddb2bq.config import Config, check_column_types, check_table_name
 from ddb2bq.exceptions import ConfigError, RetryableError
-from ddb2bq.schema import CHANGELOG_COLUMNS, Column, TableLayout, build_layout
+from ddb2bq.schema import (
+    CHANGELOG_COLUMNS,
+    Column,
+    TableLayout,
+    bigquery_table_name,
+    build_layout,
+)
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -61,6 +67,8 @@ DESCRIPTION_PREFIX = "DynamoDB attribute: "
 MAX_DESCRIPTION = 1024
 _API_TYPES = {"INTEGER": "INT64", "BOOLEAN": "BOOL", "FLOAT": "FLOAT64", "RECORD": "STRUCT"}
 _SCHEMA_TRIES = 3
+_CHANGELOG_NOTE = "ddb2bq changelog:"  # the start of each table's description: what it is
+_MIRROR_NOTE = "ddb2bq mirror:"
 _KINDS = {"STRING": "S", "BYTES": "B"}
 _METADATA_RETRY = RetryPolicy(max_attempts=10, initial=1.0, maximum=60.0, deadline=DEFAULT_DEADLINE)
 """The light client's retry of ``get_table``: the full client's ``api_retry()`` bounds."""
@@ -85,23 +93,35 @@ class TableRefs:
     def from_config(cls, config: Config, project: str | None = None) -> TableRefs:
         """``[target] project.dataset.table`` and its ``_changes`` table.
 
+        The table is ``[target] table``, else the DynamoDB table's name made a BigQuery name by
+        :func:`ddb2bq.schema.bigquery_table_name` (``orders.v2`` -> ``orders_v2_ace4ce8e``).
+        A ``[target] table`` BigQuery refuses is a ConfigError that names one it accepts.
+
         >>> from ddb2bq.config import load_config
-        >>> config = load_config(environ={"DDB2BQ_SOURCE_TABLE": "orders",
+        >>> config = load_config(environ={"DDB2BQ_SOURCE_TABLE": "orders.v2",
         ...     "DDB2BQ_TARGET_PROJECT": "p", "DDB2BQ_TARGET_DATASET": "d"})
         >>> TableRefs.from_config(config).changes.api
-        'p.d.orders_changes'
+        'p.d.orders_v2_ace4ce8e_changes'
         """
         project = config.target.project or project or ""
-        table = config.target_table
         for value, setting in ((project, "project"), (config.target.dataset, "dataset")):
             if not value:
                 raise ConfigError(f"Set [target] {setting}: the BigQuery {setting} to write to.")
-        if not table:
-            raise ConfigError("Set [source] table (or [target] table): the table to replicate.")
+        table = _mirror_name(config)
         dataset = config.target.dataset
         return cls(
             TableRef(project, dataset, f"{table}_changes"), TableRef(project, dataset, table)
         )
+
+
+def _mirror_name(config: Config) -> str:
+    """The mirror's BigQuery name (see :meth:`TableRefs.from_config`)."""
+    if config.target.table:
+        check_table_name(config.target.table)
+        return config.target.table
+    if not config.source.table:
+        raise ConfigError("Set [source] table (or [target] table): the table to replicate.")
+    return bigquery_table_name(config.source.table)
 
 
 @dataclass
@@ -114,8 +134,13 @@ class InitReport:
 
 def initial_layout(config: Config, key_schema: Sequence[tuple[str, str]]) -> TableLayout:
     """The layout before any item is seen: keys, and promoted attributes whose type is configured
-    (the others get a column once a value shows their type)."""
+    (the others get a column once a value shows their type).
+
+    Raises ConfigError when ``[columns] types`` names an attribute that is neither promoted nor
+    a key: no column would ever have that type.
+    """
     key_names = {name for name, _ in key_schema}
+    check_column_types(config.columns, [name for name, _ in key_schema])
     types = {a: t.upper() for a, t in config.columns.types.items()}
     promoted = {
         a: t for a, t in types.items() if a in config.columns.promote and a not in key_names
@@ -260,6 +285,10 @@ def init_tables(client: bigquery.Client, config: Config, layout: TableLayout) ->
     report = InitReport(layout)
     _ensure_dataset(client, refs.changes, config.target.location, report)
     existing = _get_table(client, refs.changes)
+    if existing is not None and (
+        existing.table_type == "VIEW" or (existing.description or "").startswith(_MIRROR_NOTE)
+    ):
+        raise _taken(refs.changes, "the mirror")
     if existing is None:
         _create_changelog(client, refs.changes, layout)
         report.actions.append(f"created changelog {refs.changes}")
@@ -423,7 +452,7 @@ def _create_changelog(client: bigquery.Client, ref: TableRef, layout: TableLayou
     table = bigquery.Table(ref.api, schema=[schema_field(c) for c in layout.changelog_columns()])
     table.time_partitioning = bigquery.TimePartitioning(field="changed_at")
     table.clustering_fields = clustering_columns(layout) or None
-    table.description = "ddb2bq changelog: one row per change, append-only."
+    table.description = f"{_CHANGELOG_NOTE} one row per change, append-only."
     _call(lambda: client.create_table(table, exists_ok=True, retry=api_retry()), ref)
 
 
@@ -432,6 +461,8 @@ def _ensure_mirror(
 ) -> None:
     mode, layout, ref = config.target.mirror, report.layout, refs.mirror
     existing = _get_table(client, ref)
+    if existing is not None and (existing.description or "").startswith(_CHANGELOG_NOTE):
+        raise _taken(ref, "the changelog")
     kind = "VIEW" if mode == "view" else "TABLE"
     if existing is not None and existing.table_type != kind:
         raise ConfigError(
@@ -457,8 +488,17 @@ def _create_merge_mirror(client: bigquery.Client, ref: TableRef, layout: TableLa
 
     table = bigquery.Table(ref.api, schema=[schema_field(c) for c in layout.mirror_columns()])
     table.clustering_fields = clustering_columns(layout) or None
-    table.description = "ddb2bq mirror: one row per item, kept by `ddb2bq merge`."
+    table.description = f"{_MIRROR_NOTE} one row per item, kept by `ddb2bq merge`."
     _call(lambda: client.create_table(table, exists_ok=True, retry=api_retry()), ref)
+
+
+def _taken(ref: TableRef, role: str) -> ConfigError:
+    """``ref`` already serves another replication in the dataset as ``role``: a DynamoDB table
+    ``T_changes`` beside ``T`` would share tables with it."""
+    return ConfigError(
+        f"{ref} is {role} of another replication in this dataset; set [target] table to "
+        "another name, or replicate into another [target] dataset."
+    )
 
 
 def _get_table(client: bigquery.Client, ref: TableRef) -> bigquery.Table | None:

@@ -13,12 +13,19 @@ import sys
 from datetime import timedelta
 from typing import Any, TextIO
 
+from ddb2bq.bigquery.mirror import DEFAULT_LOOKBACK, DEFAULT_OVERLAP, MAX_LOOKBACK
 from ddb2bq.cli.common import AddConfig
+from ddb2bq.cli.options import number
 from ddb2bq.config import Config
 from ddb2bq.exceptions import ConfigError
 
 # The BigQuery client library takes a second to import: the commands import it when they run,
-# so that registering them costs the rest of the command line nothing.
+# so that registering them costs the rest of the command line nothing (ddb2bq.bigquery.mirror
+# does not import it).
+
+_HOUR = timedelta(hours=1)
+LOOKBACK_HOURS = (DEFAULT_OVERLAP / _HOUR, MAX_LOOKBACK / _HOUR)
+"""``--lookback-hours``' range: at least the MERGE's overlap, at most its longest look-back."""
 
 
 def register(commands: Any, add_config: AddConfig) -> None:
@@ -45,11 +52,14 @@ def register(commands: Any, add_config: AddConfig) -> None:
         help="read the whole changelog, not only what arrived since the last run "
         "(after replaying dead letters older than the look-back)",
     )
+    low, high = LOOKBACK_HOURS
     merge.add_argument(
         "--lookback-hours",
-        type=float,
+        type=number(low, high),
         default=None,
-        help="how far before the last run a change may date to be merged (default 48)",
+        metavar="HOURS",
+        help="how far before the last run a change may date to be merged "
+        f"({low:g} to {high:g} hours; default {DEFAULT_LOOKBACK / _HOUR:g})",
     )
     merge.set_defaults(run=run_merge_command)
 
@@ -87,7 +97,6 @@ def run_merge_command(
 ) -> int:
     """``ddb2bq merge``: run the MERGE once; print rows inserted, updated and deleted."""
     from ddb2bq.bigquery.clients import bigquery_client  # noqa: PLC0415
-    from ddb2bq.bigquery.mirror import DEFAULT_LOOKBACK  # noqa: PLC0415
     from ddb2bq.bigquery.tables import TableRefs, merge_mirror  # noqa: PLC0415
 
     out = stdout or sys.stdout
