@@ -17,6 +17,12 @@ module stays cheap (:mod:`ddb2bq.bigquery.factory` says what each writer imports
 invocation: a fresh response, a summary log line and one metrics line
 (:mod:`ddb2bq.observability`).
 
+The invocation's deadline: the handler reads ``context.get_remaining_time_in_millis()`` and gives
+the pipeline a :class:`~ddb2bq.contract.Deadline` that much later less a safety margin (10 % of
+it, at least 1 s: time to send the dead letters already due, log and answer). Schema reads,
+requests and their retries stop there, and the batch is answered with the first change not
+written, instead of Lambda killing the function mid-write and retrying the whole batch.
+
 Example (what Lambda does)::
 
     response = handler({"Records": [...]}, context)
@@ -32,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Literal, Protocol, TypedDict
 
 from ddb2bq.config import Config, check_function_config, load_config
+from ddb2bq.contract import Deadline, deadline_scope
 from ddb2bq.credentials import CredentialsProvider
 from ddb2bq.exceptions import ConfigError, RecordError, RetryableError
 from ddb2bq.observability import (
@@ -127,6 +134,10 @@ class LambdaContext(Protocol):
     aws_request_id: str
     function_name: str
 
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before Lambda stops the invocation."""
+        ...
+
 
 PipelineFactory = Callable[[Config, CredentialsProvider], Pipeline]
 
@@ -136,7 +147,9 @@ class Handler:
     """The function's logic for one container; :func:`handler` holds the default one.
 
     ``pipeline_factory`` makes the pipeline at the first batch, from the configuration and the
-    container's Google credentials (default: :func:`bigquery_pipeline`).
+    container's Google credentials (default: :func:`bigquery_pipeline`). ``margin`` (a fraction
+    of the remaining time, at least ``min_margin_s`` seconds) is kept free before the
+    invocation's end; ``monotonic`` is the deadline's clock.
     """
 
     config: Config
@@ -144,6 +157,9 @@ class Handler:
     clock: Callable[[], int] = now_micros
     metrics_stream: IO[str] | None = None
     credentials: CredentialsProvider | None = None
+    margin: float = 0.10
+    min_margin_s: float = 1.0
+    monotonic: Callable[[], float] = time.monotonic
     _pipeline: Pipeline | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -157,15 +173,28 @@ class Handler:
         with request_context(request_id):
             records = _records_of(event)
             if records:
-                failed = self._handle(records)
+                failed = self._handle(records, self._deadline(context))
                 if failed is not None:
                     response["batchItemFailures"].append({"itemIdentifier": failed})
         return response
 
-    def _handle(self, records: Sequence[Mapping[str, Any]]) -> str | None:
+    def _deadline(self, context: LambdaContext | None) -> Deadline | None:
+        """When the batch must be settled: the invocation's end less the safety margin."""
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if not callable(remaining):
+            return None
+        seconds = remaining() / 1000
+        margin = max(seconds * self.margin, self.min_margin_s)
+        why = f"the Lambda invocation's deadline ({seconds:.1f} s left, less {margin:.1f} s)"
+        return Deadline.after(max(seconds - margin, 0.0), why, self.monotonic)
+
+    def _handle(
+        self, records: Sequence[Mapping[str, Any]], deadline: Deadline | None
+    ) -> str | None:
         started = time.perf_counter()
         items = [self._parse(index, record) for index, record in enumerate(records)]
-        result = self._process(items)
+        with deadline_scope(deadline):
+            result = self._process(items, deadline)
         first = result.first_retryable
         identifier = None if first is None else _identifier(records[first], first)
         lags = [(self.clock() - c.changed_at_us) / 1000 for c in items if isinstance(c, Change)]
@@ -189,13 +218,15 @@ class Handler:
             event_id = record.get("eventID", "") if isinstance(record, Mapping) else ""
             return Unparsed(record, str(exc), str(event_id))
 
-    def _process(self, items: Sequence[Change | Unparsed]) -> BatchResult:
+    def _process(
+        self, items: Sequence[Change | Unparsed], deadline: Deadline | None
+    ) -> BatchResult:
         try:
             pipeline = self._pipeline_for_writes()
         except RetryableError as exc:
             logger.warning("The batch will be retried: %s", exc)
             return BatchResult(tuple(Outcome("retryable", str(exc)) for _ in items))
-        return pipeline.process(items, ordered=True)
+        return pipeline.process(items, ordered=True, deadline=deadline)
 
     def _pipeline_for_writes(self) -> Pipeline:
         if self._pipeline is None:

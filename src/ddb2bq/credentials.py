@@ -21,9 +21,13 @@
 A key is never read from the package or from an environment variable. google-auth is imported
 only when credentials are first needed, so importing this module costs nothing at cold start.
 
+The Secrets Manager client's region is the secret's own when ``secret_id`` is an ARN
+(``arn:aws:secretsmanager:eu-west-1:…``), else the provider's ``region`` (the command line gives
+``[source] region``), else boto3's (``AWS_REGION``: in Lambda, the function's region).
+
 Example::
 
-    provider = CredentialsProvider(config.google, secrets_client=boto3.client("secretsmanager"))
+    provider = CredentialsProvider(config.google, region=config.source.region)
     credentials = provider.get()   # the same object on every later call
 """
 
@@ -33,7 +37,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ddb2bq.config import GoogleConfig
 from ddb2bq.exceptions import ConfigError, RetryableError
@@ -56,7 +60,8 @@ class SecretsClient(Protocol):
         ...
 
 
-SecretsClientFactory = Callable[[], SecretsClient]
+SecretsClientFactory = Callable[[str | None], SecretsClient]
+"""Makes the Secrets Manager client for a region (None: boto3's default)."""
 
 
 class CredentialsProvider:
@@ -64,18 +69,21 @@ class CredentialsProvider:
 
     Hold one provider per container (the Lambda handler's cold-start state); ``get`` resolves
     on first use, so a cold start that never writes never calls Secrets Manager.
-    ``secrets_client`` (or ``secrets_client_factory``, called only when the secret path is
-    taken) is boto3's ``secretsmanager`` client.
+    ``secrets_client`` (or ``secrets_client_factory``, called with the region only when the
+    secret path is taken) is boto3's ``secretsmanager`` client; ``region`` is the region of a
+    secret named without its ARN (None: boto3's default).
     """
 
     def __init__(
         self,
         config: GoogleConfig,
         *,
+        region: str | None = None,
         secrets_client: SecretsClient | None = None,
         secrets_client_factory: SecretsClientFactory | None = None,
     ) -> None:
         self._config = config
+        self._region = region or None
         self._secrets_client = secrets_client
         self._secrets_client_factory = secrets_client_factory or _boto3_secrets_client
         self._credentials: Credentials | None = None
@@ -97,8 +105,12 @@ class CredentialsProvider:
         if mode == "workload_identity":
             return workload_identity_credentials(self._config.workload_identity_config)
         if mode == "secret":
-            client = self._secrets_client or self._secrets_client_factory()
-            return secret_credentials(client, self._config.secret_id)
+            secret_id = self._config.secret_id
+            client = self._secrets_client
+            if client is None:
+                region = secret_region(secret_id) or self._region
+                client = _secrets_call(secret_id, lambda: self._secrets_client_factory(region))
+            return secret_credentials(client, secret_id)
         if mode == "anonymous":
             return anonymous_credentials()
         return default_credentials()
@@ -224,13 +236,22 @@ def _parse_json_quietly(value: str | bytes) -> Any:
         return None  # JSONDecodeError keeps the whole text in .doc: never let it travel
 
 
-def _secret_value(client: SecretsClient, secret_id: str) -> str | bytes:
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 (lazy: cold start)
+def secret_region(secret_id: str) -> str | None:
+    """The region in a secret's ARN; None for a secret named by its name.
 
-    try:
-        response = client.get_secret_value(SecretId=secret_id)
-    except (ClientError, BotoCoreError) as exc:
-        raise _secrets_error(secret_id, exc) from exc
+    >>> secret_region("arn:aws:secretsmanager:eu-west-1:123456789012:secret:ddb2bq/key-AbCdEf")
+    'eu-west-1'
+    >>> secret_region("ddb2bq/key") is None
+    True
+    """
+    parts = secret_id.split(":")
+    if len(parts) >= 7 and parts[0] == "arn" and parts[2] == "secretsmanager" and parts[3]:
+        return parts[3]
+    return None
+
+
+def _secret_value(client: SecretsClient, secret_id: str) -> str | bytes:
+    response = _secrets_call(secret_id, lambda: client.get_secret_value(SecretId=secret_id))
     value = response.get("SecretString")
     if value is None:
         value = response.get("SecretBinary")
@@ -245,16 +266,47 @@ _TERMINAL_SECRET_CODES = frozenset(
 )  # fmt: skip
 
 
+T = TypeVar("T")
+
+
+def _secrets_call(secret_id: str, call: Callable[[], T]) -> T:
+    """``call()``, botocore's errors raised as ddb2bq errors naming the secret."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 (lazy: cold start)
+
+    try:
+        return call()
+    except (ClientError, BotoCoreError) as exc:
+        raise _secrets_error(secret_id, exc) from exc
+
+
+_NO_REGION = (
+    "no AWS region is known for it: give [google] secret_id as the secret's ARN, or set "
+    "[source] region or AWS_REGION"
+)
+_BOTOCORE_CONFIG_ERRORS = {
+    "NoRegionError": _NO_REGION,
+    "NoCredentialsError": "no AWS credentials were found: set AWS_PROFILE or AWS_ACCESS_KEY_ID "
+    "and AWS_SECRET_ACCESS_KEY, or run where an IAM role is attached",
+    "PartialCredentialsError": "the AWS credentials are incomplete: set both AWS_ACCESS_KEY_ID "
+    "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
+    "InvalidRegionError": "its region is not a valid AWS region name: check [source] region "
+    "and [google] secret_id",
+}
+
+
 def _secrets_error(secret_id: str, exc: Exception) -> Exception:
     response = getattr(exc, "response", None)
     code = response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+    problem = _BOTOCORE_CONFIG_ERRORS.get(type(exc).__name__)
+    if problem is not None:
+        return ConfigError(f"The secret {secret_id!r} cannot be read: {problem}.")
     if code in _TERMINAL_SECRET_CODES:
         return ConfigError(
             f"The secret {secret_id!r} cannot be read ({code}); check its name and that the "
             "function's role may call secretsmanager:GetSecretValue on it."
         )
     return RetryableError(
-        f"Reading the secret {secret_id!r} failed ({code or type(exc).__name__})."
+        f"Reading the secret {secret_id!r} failed ({code or type(exc).__name__}); try again later."
     )
 
 
@@ -280,8 +332,8 @@ def anonymous_credentials() -> Credentials:
     return AnonymousCredentials()  # type: ignore[no-untyped-call]
 
 
-def _boto3_secrets_client() -> SecretsClient:
+def _boto3_secrets_client(region: str | None) -> SecretsClient:
     import boto3  # noqa: PLC0415 (lazy: cold start)
 
-    client: SecretsClient = boto3.client("secretsmanager")
+    client: SecretsClient = boto3.client("secretsmanager", region_name=region)
     return client

@@ -24,6 +24,13 @@ retryable change is acted upon: it is ``retryable`` too, and in particular it is
 dead-lettered (it would be dead-lettered again at every re-delivery). Rows after it that the
 writer already took are harmless: the re-delivered change has the same ``event_id`` and ``seq``.
 
+**A deadline** (``process(..., deadline=...)``, a :class:`~ddb2bq.contract.Deadline`: the Lambda
+handler's, from the invocation's remaining time) bounds the batch: the writers run inside its
+:func:`~ddb2bq.contract.deadline_scope` (their retries never sleep past it, their requests never
+wait past it), and once it has passed no step starts (no schema change, no write, no dead
+letter): the changes not settled by then are ``retryable``, and on an ordered stream everything
+from the first of them is delivered again.
+
 The module is cheap to import (no Google, gRPC or AWS module): the Lambda cold start pays for it.
 Writers are bound to a column list, so the pipeline takes factories (``layout -> Writer``) and
 builds new writers when the layout grows; adding columns is the injected ``evolve`` function's
@@ -43,7 +50,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ddb2bq.config import Config
-from ddb2bq.contract import DeadLetter, DeadLetterSink, Writer, WriteResult
+from ddb2bq.contract import (
+    DeadLetter,
+    DeadLetterSink,
+    Deadline,
+    Writer,
+    WriteResult,
+    deadline_scope,
+)
 from ddb2bq.exceptions import ConfigError, ConversionError, RetryableError, TerminalError
 from ddb2bq.records import Change, now_micros
 from ddb2bq.rows import RowBuilder, Rows
@@ -154,6 +168,7 @@ class _Batch:
     ordered: bool
     outcomes: list[Outcome | None]
     letters: dict[int, str]  # index -> why it goes to the dead letters
+    deadline: Deadline | None = None
     retries: int = 0
     bytes_sent: int = 0
     requests: int = 0
@@ -166,6 +181,12 @@ class _Batch:
             (i for i, o in enumerate(self.outcomes) if o is not None and o.status == "retryable"),
             len(self.items),
         )
+
+    def out_of_time(self, what: str) -> str:
+        """Why ``what`` is not done when the deadline has passed; empty while there is time."""
+        if self.deadline is None or not self.deadline.expired:
+            return ""
+        return str(self.deadline.out_of_time(what))
 
     def tally(self, result: WriteResult) -> None:
         self.retries += result.retries
@@ -221,18 +242,32 @@ class Pipeline:
         """The runtime's name, as the dead letters record it."""
         return self._source
 
-    def process(self, items: Sequence[Change | Unparsed], *, ordered: bool) -> BatchResult:
-        """One outcome per item of ``items``, in order (see the module docstring).
+    def process(
+        self,
+        items: Sequence[Change | Unparsed],
+        *,
+        ordered: bool,
+        deadline: Deadline | None = None,
+    ) -> BatchResult:
+        """One outcome per item of ``items``, in order (see the module docstring); nothing is
+        started after ``deadline`` (or the enclosing one, when that comes first).
 
         Raises only what is neither retryable nor a row's own fault (a writer's TerminalError
         for the whole request, a bug); a RetryableError anywhere makes the changes it touches
         ``retryable``.
         """
-        batch = _Batch(items, ordered, [None] * len(items), {})
+        with deadline_scope(deadline) as current:
+            return self._process(_Batch(items, ordered, [None] * len(items), {}, current))
+
+    def _process(self, batch: _Batch) -> BatchResult:
+        items = batch.items
         for index, item in enumerate(items):
             if isinstance(item, Unparsed):
                 batch.letters[index] = f"The record cannot be parsed: {item.error}"
         changes = [(i, c) for i, c in enumerate(items) if isinstance(c, Change)]
+        late = batch.out_of_time(f"Processing a batch of {len(items)} records")
+        if late:
+            return self._finish(batch, retry_all=late)
         try:
             self.evolve_for([c for _, c in changes])
         except RetryableError as exc:
@@ -306,6 +341,11 @@ class Pipeline:
     def _write(self, built: list[tuple[int, Rows]], writer: Writer, batch: _Batch) -> None:
         if not built:
             return
+        late = batch.out_of_time(f"Writing {_changes(len(built))}")
+        if late:
+            for index, _ in built:
+                batch.outcomes[index] = Outcome("retryable", late)
+            return
         try:
             result = writer.write([rows for _, rows in built])
         except RetryableError as exc:
@@ -325,6 +365,11 @@ class Pipeline:
         cut = batch.cut()
         due = sorted(i for i in batch.letters if i < cut and batch.outcomes[i] is None)
         if not due:
+            return
+        late = batch.out_of_time(f"Sending {_changes(len(due))} to the dead letters")
+        if late:
+            for index in due:
+                batch.outcomes[index] = Outcome("retryable", f"{batch.letters[index]} ({late})")
             return
         now = self._clock()
         letters = [self._letter(batch.items[i], batch.letters[i], now) for i in due]
@@ -394,6 +439,10 @@ def _identity(item: Change | Unparsed) -> dict[str, str | None]:
     """What names a change in the logs: never its contents (items are user data)."""
     sequence = item.sequence_number if isinstance(item, Change) else None
     return {"event_id": item.event_id, "sequence_number": sequence}
+
+
+def _changes(count: int) -> str:
+    return "1 change" if count == 1 else f"{count} changes"
 
 
 def _whole(record: Any) -> Any:

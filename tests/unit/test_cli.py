@@ -1,13 +1,34 @@
-"""`ddb2bq convert`: what will this record become?"""
+"""`ddb2bq convert`: what will this record become? And the command line's error boundary: every
+failure is one sentence naming what is wrong and a documented exit code, never a traceback."""
 
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
+import requests
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    InvalidRegionError,
+    NoCredentialsError,
+    NoRegionError,
+)
+from google.api_core import exceptions as api
+from google.auth.exceptions import DefaultCredentialsError
+
+from ddb2bq.cli import convert as convert_command
+from ddb2bq.cli.main import explain, main
+from ddb2bq.config import Config, SourceConfig, TargetConfig
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -47,7 +68,7 @@ def test_a_malformed_record_is_named_and_exits_2() -> None:
     del event["Records"][1]["dynamodb"]["SequenceNumber"]
     result = convert("lambda", json.dumps(event))
     assert result.returncode == 2
-    assert "record 1 (eventID 2)" in result.stderr
+    assert "record 1 (eventID 2" in result.stderr
     assert "SequenceNumber" in result.stderr
     assert len(result.stdout.splitlines()) == 2
 
@@ -58,7 +79,7 @@ def test_a_bad_attribute_is_named() -> None:
     result = convert("lambda", json.dumps(event))
     assert result.returncode == 2
     assert "attribute 'price'" in result.stderr
-    assert "event 1" in result.stderr
+    assert "eventID 1" in result.stderr
 
 
 def test_export_and_scan_inputs_need_and_use_the_key_names() -> None:
@@ -96,3 +117,203 @@ def test_promoted_columns_from_the_config(tmp_path: Path) -> None:
     )
     first = orjson.loads(result.stdout.splitlines()[0])
     assert first["mirror"]["Message"] == "New item!"
+
+
+# --- the error boundary: every failure one sentence and a documented exit code -----------------
+
+CONFIG = Config(
+    source=SourceConfig(table="orders", region="eu-west-1", endpoint_url="http://127.0.0.1:9"),
+    target=TargetConfig(project="analytics-prod", dataset="dynamodb", endpoint="http://[::1]:9"),
+)
+
+
+def _client_error(code: str, message: str, status: int = 400) -> ClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "DescribeTable")
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "names"),
+    [
+        (NoCredentialsError(), 2, "No AWS credentials were found while running `ddb2bq init`"),
+        (NoRegionError(), 2, "set [source] region"),
+        (InvalidRegionError(region_name="eu west"), 2, "'eu west'"),
+        (
+            EndpointConnectionError(endpoint_url="http://127.0.0.1:9/"),
+            1,
+            "http://127.0.0.1:9 cannot be reached",
+        ),
+        (
+            _client_error("ResourceNotFoundException", "Requested resource not found"),
+            2,
+            "check [source] table and region",
+        ),
+        (
+            api.RetryError("Timeout of 30.0s exceeded", requests.ConnectionError("refused")),
+            1,
+            "BigQuery at http://[::1]:9 did not answer (project 'analytics-prod')",
+        ),
+        (ConnectionRefusedError(111, "Connection refused"), 1, "BigQuery at http://[::1]:9"),
+        (DefaultCredentialsError("File x was not found."), 2, "[google] secret_id"),
+        (api.Forbidden("Access Denied: Dataset analytics-prod:dynamodb"), 2, "refused access"),
+        (api.NotFound("Not found: Dataset analytics-prod:dynamodb"), 2, "Check [target] project"),
+        (
+            FileNotFoundError(2, "No such file or directory", "/srv/ddb2bq/dead-letters"),
+            2,
+            "'/srv/ddb2bq/dead-letters' cannot be used: No such file or directory",
+        ),
+        (sqlite3.OperationalError("unable to open database file"), 2, "[runner] checkpoints"),
+        (UnicodeDecodeError("utf-8", b"\xff{", 0, 1, "invalid start byte"), 2, "byte 0xff"),
+        (KeyboardInterrupt(), 130, "stopped by Ctrl-C."),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None,
+)
+def test_each_known_failure_is_one_sentence_with_its_exit_code(
+    error: BaseException, code: int, names: str
+) -> None:
+    # GIVEN an exception a command let through  WHEN the boundary explains it
+    message, exit_code = explain(error, "init", CONFIG)
+    # THEN one line naming the table, endpoint, path or setting, and the documented code
+    assert (exit_code, "\n" in message) == (code, False)
+    assert names in message
+
+
+def test_an_unknown_exception_is_a_bug_reported_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a command that fails in a way ddb2bq does not know (a bug)
+    def broken(args: Any, config: Any) -> int:
+        raise ValueError("an unexpected state in the converter")
+
+    monkeypatch.setattr(convert_command, "run_convert", broken)
+    monkeypatch.delenv("DDB2BQ_DEBUG", raising=False)
+    # WHEN it runs  THEN exit 1 and one line that asks for a report and says how to see more
+    assert main(["convert", "--from", "lambda"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "ddb2bq: internal error: ValueError: an unexpected state in the converter. This is a "
+        "bug in ddb2bq: please report it with the command you ran; rerun with DDB2BQ_DEBUG=1 "
+        "to see the traceback.\n"
+    )
+    # AND with DDB2BQ_DEBUG=1 the traceback is shown too (and the variable is not a setting)
+    monkeypatch.setenv("DDB2BQ_DEBUG", "1")
+    assert main(["convert", "--from", "lambda"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.endswith("rerun with DDB2BQ_DEBUG=1 to see the traceback.\n")
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str, stdin: bytes = b"") -> Ran:
+    done = subprocess.run(
+        [sys.executable, "-m", "ddb2bq.cli", *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+@pytest.mark.parametrize(
+    ("make", "names"),
+    [
+        (lambda path: path.mkdir(), "is a directory"),
+        (lambda path: path.write_bytes(b""), "is empty"),
+        (lambda path: path.write_bytes(b'[source]\ntable = "caf\xe9"\n'), "UTF-8"),
+    ],
+    ids=["directory", "empty", "latin-1"],
+)
+def test_a_config_path_that_is_not_a_readable_toml_file_is_named(
+    tmp_path: Path, make: Any, names: str
+) -> None:
+    # GIVEN --config naming a directory, an empty file, or a file in Latin-1
+    path = tmp_path / "ddb2bq.toml"
+    make(path)
+    # WHEN a command reads it
+    ran = run_cli("convert", "--from", "lambda", "--config", str(path), stdin=b'{"Records": []}')
+    # THEN exit 2, one line naming the file and what is wrong with it, no traceback
+    assert ran.code == 2, ran.err
+    assert "Traceback" not in ran.err
+    assert str(path) in ran.err
+    assert names in ran.err
+    assert len(ran.err.splitlines()) == 1
+
+
+def test_input_that_is_not_utf8_is_bad_input() -> None:
+    ran = run_cli("convert", "--from", "export", "--keys", "pk", stdin=b'{"Item": "caf\xe9"}\n')
+    assert ran.code == 2, ran.err
+    assert "Traceback" not in ran.err
+    assert "UTF-8" in ran.err
+
+
+def test_a_retry_deadline_out_of_range_is_a_usage_error() -> None:
+    ran = run_cli("status", "--retry-deadline", "0")
+    assert ran.code == 2
+    assert "--retry-deadline: '0' is not a number above 0" in ran.err
+
+
+def test_output_closed_early_ends_quietly_with_141() -> None:
+    # GIVEN 60,000 changes to print, read by a consumer that stops after the first bytes
+    event = json.loads((FIXTURES / "aws_sample_event.json").read_text())
+    event["Records"] *= 20_000
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ddb2bq.cli", "convert", "--from", "lambda"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
+    child.stdin.write(json.dumps(event).encode())
+    child.stdin.close()
+    # WHEN the consumer closes its end (as `| head -1` does)
+    assert child.stdout.read(100)
+    child.stdout.close()
+    # THEN the command ends at once with 141 and prints nothing more: no traceback, no error
+    assert child.wait(timeout=60) == 141
+    assert child.stderr.read() == b""
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "says"),
+    [
+        (signal.SIGINT, 130, "ddb2bq: stopped by Ctrl-C.\n"),
+        (signal.SIGTERM, 143, "ddb2bq: stopped by SIGTERM.\n"),
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_signal_while_reading_stdin_stops_with_a_message(
+    signum: signal.Signals, code: int, says: str
+) -> None:
+    # GIVEN `convert` waiting for input that never ends (stdin held open)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ddb2bq.cli", "convert", "--from", "lambda"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        time.sleep(1.5)  # the interpreter and ddb2bq are imported, the read is blocked
+        # WHEN it is interrupted
+        child.send_signal(signum)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    # THEN it exits with the signal's code and says why, without a traceback
+    assert (child.returncode, out, err) == (code, "", says)

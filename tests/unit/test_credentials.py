@@ -227,7 +227,7 @@ def test_the_secrets_client_is_made_only_when_the_secret_path_is_taken(
 ) -> None:
     made: list[FakeSecretsManager] = []
 
-    def factory() -> FakeSecretsManager:
+    def factory(region: str | None) -> FakeSecretsManager:
         made.append(FakeSecretsManager({SECRET_ID: json.dumps(key_json)}))
         return made[-1]
 
@@ -336,3 +336,73 @@ def test_missing_default_credentials_say_how_to_configure_some(
 def test_anonymous_is_for_the_emulator() -> None:
     credentials = CredentialsProvider(GoogleConfig(credentials="anonymous")).get()
     assert isinstance(credentials, AnonymousCredentials)
+
+
+# --- the Secrets Manager client's region -------------------------------------------------------
+
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ddb2bq/google-writer-key-AbCdEf"
+
+
+@pytest.fixture
+def no_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No region, no credentials: nothing from the developer's shell or ~/.aws, no metadata."""
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.parametrize(
+    ("secret_id", "region", "expected"),
+    [
+        (SECRET_ID, "ap-southeast-2", "ap-southeast-2"),  # [source] region, from the CLI
+        (ARN, "ap-southeast-2", "eu-west-1"),  # the secret's own region wins
+        (SECRET_ID, None, None),  # boto3's default: the Lambda function's region
+    ],
+)
+def test_the_secrets_client_takes_the_secrets_region_else_the_configured_one(
+    key_json: dict[str, str], secret_id: str, region: str | None, expected: str | None
+) -> None:
+    # GIVEN a key in Secrets Manager, named by name or by ARN, and a provider given a region
+    regions: list[str | None] = []
+
+    def factory(asked: str | None) -> FakeSecretsManager:
+        regions.append(asked)
+        return FakeSecretsManager({secret_id: json.dumps(key_json)})
+
+    provider = CredentialsProvider(
+        GoogleConfig(secret_id=secret_id), region=region, secrets_client_factory=factory
+    )
+    # WHEN the credentials are loaded
+    provider.get()
+    # THEN the client was made for the secret's region, else the given one
+    assert regions == [expected]
+
+
+def test_no_region_for_the_secret_is_a_configuration_error_naming_it(
+    no_aws_environment: None,
+) -> None:
+    # GIVEN a secret named without its ARN, and no region anywhere (boto3's real client)
+    provider = CredentialsProvider(GoogleConfig(secret_id=SECRET_ID))
+    # WHEN the credentials are loaded  THEN one sentence names the secret and the settings
+    with pytest.raises(ConfigError) as raised:
+        provider.get()
+    assert str(raised.value) == (
+        f"The secret {SECRET_ID!r} cannot be read: no AWS region is known for it: give "
+        "[google] secret_id as the secret's ARN, or set [source] region or AWS_REGION."
+    )
+
+
+def test_no_aws_credentials_for_the_secret_is_a_configuration_error(
+    no_aws_environment: None,
+) -> None:
+    # GIVEN the secret's region from its ARN, and no AWS credentials anywhere
+    provider = CredentialsProvider(GoogleConfig(secret_id=ARN))
+    # WHEN the credentials are loaded  THEN the error names the secret and what to set
+    with pytest.raises(ConfigError, match="no AWS credentials were found: set AWS_PROFILE") as e:
+        provider.get()
+    assert ARN in str(e.value)

@@ -10,6 +10,7 @@ from google.api_core import exceptions as api
 
 from ddb2bq.bigquery import tables
 from ddb2bq.config import ColumnsConfig, Config, SourceConfig, TargetConfig
+from ddb2bq.contract import Deadline, current_deadline
 from ddb2bq.pipeline import ConflictCounter, Pipeline, Unparsed
 from ddb2bq.records import Change, make_seq
 from ddb2bq.schema import TableLayout, build_layout
@@ -274,3 +275,60 @@ def test_the_pipeline_counts_records_rows_dead_letters_retries_and_bytes() -> No
     counters = target.counters
     assert (counters.batches, counters.records, counters.written) == (2, 3, 2)
     assert (counters.dead_lettered, counters.retryable, counters.bytes_sent) == (1, 0, 300)
+
+
+# --- a deadline (the Lambda invocation's) ------------------------------------------------------
+
+
+class Clock:
+    """Seconds that pass only when a fake says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_after_the_deadline_nothing_is_written_or_dead_lettered() -> None:
+    # GIVEN an ordered batch holding an unparsable record, and a deadline already passed
+    clock = Clock()
+    deadline = Deadline(at=-1.0, why="the invocation's deadline", clock=clock)
+    writer, letters = FakeWriter(), FakeDeadLetters()
+    bad = Unparsed({"eventID": "e0"}, "no dynamodb section", "e0")
+    # WHEN it is processed
+    result = pipeline(writer, letters).process(
+        [bad, change("a", 1), change("b", 2)], ordered=True, deadline=deadline
+    )
+    # THEN nothing was acted upon: every item is retryable, for the deadline, from the first
+    assert [o.status for o in result.outcomes] == ["retryable"] * 3
+    assert result.first_retryable == 0
+    assert "the invocation's deadline passed" in result.outcomes[0].reason
+    assert (writer.batches, letters.sends) == ([], 0)
+
+
+def test_a_deadline_passing_during_the_write_stops_the_steps_after_it() -> None:
+    # GIVEN a writer whose write takes the batch past the deadline, and seeing that deadline
+    clock = Clock()
+    deadline = Deadline(at=5.0, why="the invocation's deadline", clock=clock)
+    seen: list[Deadline | None] = []
+
+    class Slow(FakeWriter):
+        def write(self, batch: Any) -> Any:
+            seen.append(current_deadline())
+            clock.now = 6.0
+            return super().write(batch)
+
+    writer, letters = Slow(), FakeDeadLetters()
+    bad = Unparsed({"eventID": "e0"}, "no dynamodb section", "e0")
+    # WHEN an ordered batch [unparsable, change] is processed
+    result = pipeline(writer, letters).process(
+        [bad, change("a", 1)], ordered=True, deadline=deadline
+    )
+    # THEN the writer ran under the deadline, and the dead letter due after it was not sent:
+    # the batch resumes at that record (the change written meanwhile comes back harmlessly)
+    assert seen == [deadline]
+    assert letters.sends == 0
+    assert result.first_retryable == 0
+    assert "Sending 1 change to the dead letters was not done" in result.outcomes[0].reason
+    assert current_deadline() is None

@@ -1,6 +1,9 @@
-"""The retry policy's bounds and jitter, and the one classification of errors."""
+"""The retry policy's bounds and jitter, the time limits it keeps, its log lines, and the one
+classification of errors."""
 
 from __future__ import annotations
+
+import logging
 
 import grpc
 import pytest
@@ -8,7 +11,8 @@ import requests
 from google.api_core import exceptions as api
 
 from ddb2bq.bigquery.errors import classify
-from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.bigquery.retry import RetryPolicy, google_retry
+from ddb2bq.contract import Deadline, OutOfTime, deadline_scope, limit_retries
 from ddb2bq.exceptions import RetryableError, TerminalError
 
 
@@ -157,3 +161,76 @@ def test_terminal_error_is_not_retried() -> None:
 def test_max_attempts_must_allow_one_request() -> None:
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+
+
+# --- the time limits: the command line's retry deadline, the Lambda invocation's deadline -------
+
+
+def test_the_command_lines_retry_limit_cuts_a_longer_policy_deadline() -> None:
+    # GIVEN a policy allowing 60 s of retries, run under the command line's 2.5 s limit
+    clock = FakeClock()
+    request = Flaky(*[ConnectionRefusedError(111, "Connection refused")] * 10)
+    with limit_retries(2.5):
+        outcome = policy(clock, initial=1.0, multiplier=2.0, maximum=100.0, deadline=60.0).call(
+            request
+        )
+    # THEN it waits 1 s, then gives up: the next wait (2 s) would end at 3 s, past the limit
+    assert clock.sleeps == [1.0]
+    assert (outcome.attempts, outcome.retryable) == (2, True)
+
+
+def test_a_retry_never_sleeps_past_the_current_deadline() -> None:
+    # GIVEN a deadline 2.5 s away on the same clock, and a request that keeps timing out
+    clock = FakeClock()
+    request = Flaky(*[TimeoutError("no answer")] * 10)
+    with deadline_scope(Deadline.after(2.5, "the invocation's deadline", clock=clock)):
+        outcome = policy(clock, initial=1.0, multiplier=2.0, maximum=100.0).call(request)
+    # THEN it waits 1 s, and not the 2 s that would pass the deadline
+    assert clock.sleeps == [1.0]
+    assert (outcome.attempts, outcome.retryable) == (2, True)
+    assert isinstance(outcome.error, TimeoutError)
+
+
+def test_nothing_is_sent_once_the_deadline_has_passed() -> None:
+    clock = FakeClock()
+    clock.now = 10.0
+    request = Flaky()
+    with deadline_scope(Deadline(at=9.0, why="the invocation's deadline", clock=clock)):
+        outcome = policy(clock).call(request, what="a request of 3 rows to p.d.t")
+    assert (request.calls, outcome.attempts, outcome.retryable) == (0, 0, True)
+    assert isinstance(outcome.error, OutOfTime)
+    assert str(outcome.error) == (
+        "Sending a request of 3 rows to p.d.t was not done: the invocation's deadline passed; "
+        "it will be tried again."
+    )
+
+
+def test_each_retry_says_what_failed_and_how_long_it_waits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a request refused twice with 503, then answered
+    clock = FakeClock()
+    request = Flaky(api.ServiceUnavailable("503 backend"), api.ServiceUnavailable("503 backend"))
+    caplog.set_level(logging.WARNING, logger="ddb2bq.bigquery.retry")
+    # WHEN it is sent
+    policy(clock, initial=0.5).call(request, what="a request of 2 rows to p.d.orders_changes")
+    # THEN one line per retry names it, the error, the wait and the attempt
+    assert [r.getMessage() for r in caplog.records] == [
+        "A request of 2 rows to p.d.orders_changes failed (ServiceUnavailable: 503 503 backend); "
+        "retrying in 0.5 s (attempt 2 of 5, for 60 s at most).",
+        "A request of 2 rows to p.d.orders_changes failed (ServiceUnavailable: 503 503 backend); "
+        "retrying in 1.0 s (attempt 3 of 5, for 60 s at most).",
+    ]
+
+
+def test_the_full_clients_retry_keeps_the_same_limits() -> None:
+    # GIVEN the command line's 5 s limit, then also a deadline 2 s away
+    with limit_retries(5.0):
+        assert google_retry(120.0).timeout == 5.0
+        with deadline_scope(Deadline.after(2.0)):
+            assert google_retry(120.0).timeout <= 2.0
+    # AND without either, the call's own bound
+    retry = google_retry(120.0)
+    assert retry.timeout == 120.0
+    assert retry._predicate(api.ServiceUnavailable("503")) is True
+    assert retry._predicate(api.NotFound("404")) is False

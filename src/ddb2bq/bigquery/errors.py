@@ -23,6 +23,11 @@ NOT_FOUND, :class:`~ddb2bq.exceptions.TerminalError`
 Classifying imports nothing: an error of ``google.api_core``, ``requests`` or ``grpc`` can only
 exist once its library was imported, so those classes are looked up in ``sys.modules``, and the
 Lambda's light ``insertAll`` path never pays for the Google client libraries.
+
+:func:`bigquery_error` turns the Google libraries' exceptions that reach the command line into
+one sentence naming the endpoint, the project or the setting: missing or refused credentials and
+a missing dataset are configuration (:class:`~ddb2bq.exceptions.ConfigError`, exit 2), an
+endpoint that does not answer is :class:`BigQueryUnavailable` (exit 1).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ddb2bq.exceptions import Ddb2bqError, RetryableError, TerminalError
+from ddb2bq.exceptions import ConfigError, Ddb2bqError, RetryableError, TerminalError
 
 if TYPE_CHECKING:
     from ddb2bq.bigquery.transport import Answer
@@ -193,3 +198,104 @@ def _grpc_code_name(exc: BaseException) -> str | None:
     value = code()
     name = getattr(value, "name", None)
     return name if isinstance(name, str) else None
+
+
+class BigQueryUnavailable(RetryableError):  # noqa: N818 (named for what it is, as RetryableError)
+    """BigQuery (or Google's token service) did not answer: try again later."""
+
+
+def bigquery_error(exc: BaseException, *, endpoint: str, project: str) -> Ddb2bqError | None:
+    """The ddb2bq error for an exception of the Google libraries (``google.api_core``,
+    ``google.auth``, ``requests``, ``grpc``) met talking to BigQuery at ``endpoint`` for
+    ``project``; None when ``exc`` is none of theirs.
+
+    >>> print(bigquery_error(BigQueryHTTPError(404, "Not found: Dataset p:d"), endpoint="e", project="p"))
+    BigQuery has no such table or dataset in project 'p': 404 Not found: Dataset p:d. Check [target] project and dataset, or run `ddb2bq init`.
+    """
+    where = f"project {project!r}"
+    auth = _auth_error(exc, where)
+    if auth is not None:
+        return auth
+    cause = (
+        getattr(exc, "cause", None)
+        if _is(exc, "google.api_core.exceptions", "RetryError")
+        else None
+    )
+    if cause is not None or _unreachable(exc):
+        last = cause if isinstance(cause, BaseException) else exc
+        return BigQueryUnavailable(
+            f"BigQuery at {endpoint} did not answer ({where}): {brief(last)}. Check "
+            "[target] endpoint and the network (or Google's status page), then try again."
+        )
+    code = _status_code(exc)
+    if code is None:
+        return None
+    message = f"{code} {getattr(exc, 'message', exc)}"
+    if code in (401, 403):
+        return ConfigError(
+            f"BigQuery refused access to {where}: {message}. Give the credentials of [google] "
+            "the BigQuery Data Editor and Job User roles on it."
+        )
+    if code == 404:
+        return ConfigError(
+            f"BigQuery has no such table or dataset in {where}: {message}. Check [target] "
+            "project and dataset, or run `ddb2bq init`."
+        )
+    if classify(exc):
+        return BigQueryUnavailable(f"BigQuery answered {message} ({where}); try again later.")
+    return TerminalError(f"BigQuery refused the call ({where}): {message}")
+
+
+def _auth_error(exc: BaseException, where: str) -> Ddb2bqError | None:
+    module = "google.auth.exceptions"
+    if _is(exc, module, "DefaultCredentialsError"):
+        return ConfigError(
+            f"No Google credentials were found for {where}: set [google] "
+            "workload_identity_config (recommended) or [google] secret_id, or provide "
+            "application default credentials (`gcloud auth application-default login`, or "
+            "GOOGLE_APPLICATION_CREDENTIALS)."
+        )
+    if _is(exc, module, "TransportError"):
+        return BigQueryUnavailable(
+            f"Google's token service cannot be reached for {where}: {brief(exc)}. Check the "
+            "network, then try again."
+        )
+    if _is(exc, module, "RefreshError"):
+        return ConfigError(
+            f"Google refused the credentials of [google] for {where} ({type(exc).__name__}); "
+            "check [google] credentials and that the key or the workload identity pool is "
+            "still valid."
+        )
+    return None
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    loaded = sys.modules.get(module)
+    cls = getattr(loaded, name, None) if loaded is not None else None
+    return isinstance(cls, type) and isinstance(exc, cls)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, _classes("requests.exceptions")) or _grpc_code_name(exc) == "UNAVAILABLE"
+
+
+def _status_code(exc: BaseException) -> int | None:
+    if isinstance(exc, BigQueryHTTPError):
+        return exc.code
+    api = sys.modules.get("google.api_core.exceptions")
+    if api is not None and isinstance(exc, api.GoogleAPICallError):
+        code = exc.code
+        return code if isinstance(code, int) else 500
+    return None
+
+
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """``ClassName: message`` of ``exc``, cut to ``limit`` characters (for one line).
+
+    >>> brief(TimeoutError("no answer within 30 s"))
+    'TimeoutError: no answer within 30 s'
+    """
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"

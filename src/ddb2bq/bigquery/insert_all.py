@@ -27,7 +27,7 @@ from ddb2bq.bigquery.errors import RETRYABLE_REASONS
 from ddb2bq.bigquery.failures import row_failure
 from ddb2bq.bigquery.retry import RetryPolicy
 from ddb2bq.bigquery.sending import Pending, Refusal, Tally, chunks, send_chunk
-from ddb2bq.contract import WriteResult
+from ddb2bq.contract import WriteResult, request_timeout
 from ddb2bq.rows import Rows
 from ddb2bq.schema import Column
 
@@ -136,7 +136,7 @@ class InsertAllWriter:
             row_ids=[p.insert_id for p in rows],
             skip_invalid_rows=False,
             retry=None,
-            timeout=self._timeout,
+            timeout=request_timeout(self._timeout),
         )
         refusals = {}
         for entry in errors:

@@ -22,7 +22,8 @@ idle is noticed before it is used, and replaced. An HTTP error answer raises
 what :func:`ddb2bq.bigquery.errors.classify` reads, as for the full client's exceptions); a network
 failure raises ``ConnectionError`` or ``TimeoutError``. Nothing is retried here (the writers'
 :class:`~ddb2bq.bigquery.retry.RetryPolicy` does that), except one resend after HTTP 401 with
-refreshed credentials, as google-auth's authorized sessions do.
+refreshed credentials, as google-auth's authorized sessions do. No request waits past the
+current deadline (:func:`~ddb2bq.contract.current_deadline`): the transport cuts its timeout.
 
 Credentials are google-auth credentials, refreshed through these same connections
 (:mod:`ddb2bq.bigquery.auth`), so neither ``requests`` nor ``urllib3`` is imported; ``None``

@@ -100,11 +100,14 @@ def send_chunk(
 
     A request refused whole as malformed (HTTP 400, INVALID_ARGUMENT) is split in halves sent
     separately, down to single rows, so that a row the service cannot even parse (say, bad
-    base64) fails alone instead of failing its neighbours.
+    base64) fails alone instead of failing its neighbours. Once the current deadline
+    (:func:`~ddb2bq.contract.current_deadline`) has passed nothing more is sent: the rows not
+    written are retryable failures.
     """
     remaining = chunk
     for last in (False, True):
-        outcome = policy.call(functools.partial(request, remaining))
+        what = f"a request of {len(remaining)} row{'s' * (len(remaining) != 1)} to {table}"
+        outcome = policy.call(functools.partial(request, remaining), what=what)
         tally.requests += outcome.attempts
         tally.retries += outcome.retries
         tally.bytes_sent += outcome.attempts * sum(p.size for p in remaining)

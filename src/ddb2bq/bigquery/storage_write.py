@@ -49,7 +49,7 @@ from google.protobuf.message import Message
 from ddb2bq.bigquery.failures import row_failure
 from ddb2bq.bigquery.retry import RetryPolicy
 from ddb2bq.bigquery.sending import Pending, Refusal, Tally, chunks, send_chunk
-from ddb2bq.contract import WriteResult
+from ddb2bq.contract import WriteResult, request_timeout
 from ddb2bq.exceptions import RetryableError, TerminalError
 from ddb2bq.rows import Row, Rows
 from ddb2bq.schema import Column
@@ -321,7 +321,8 @@ class StorageWriteWriter:
 
     def _append(self, rows: list[Pending]) -> dict[int, Refusal]:
         request = self.request([p.payload for p in rows])
-        responses = self._client.append_rows(iter([request]), retry=None, timeout=self._timeout)
+        timeout = request_timeout(self._timeout)
+        responses = self._client.append_rows(iter([request]), retry=None, timeout=timeout)
         response = next(iter(responses), None)
         if response is None:
             raise RetryableError(f"AppendRows to {self._stream} closed without a response.")

@@ -2,7 +2,9 @@
 
 :class:`Connections` is the real :class:`Transport`: a connection the server closed while idle is
 noticed before it is used, and replaced; a network failure raises ``ConnectionError`` or
-``TimeoutError``. Proxies set in the environment (``HTTPS_PROXY``) are not used.
+``TimeoutError``. No request waits past the current deadline
+(:func:`~ddb2bq.contract.current_deadline`, a Lambda invocation's), and none is sent once it has
+passed (``TimeoutError``). Proxies set in the environment (``HTTPS_PROXY``) are not used.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
+
+from ddb2bq.contract import current_deadline, request_timeout
 
 if TYPE_CHECKING:
     import ssl
@@ -59,7 +63,11 @@ class Connections:
     def send(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
     ) -> Answer:
-        """Send one request and read the whole answer."""
+        """Send one request and read the whole answer (``timeout`` cut to the deadline)."""
+        deadline = current_deadline()
+        if deadline is not None and deadline.expired:
+            raise TimeoutError(f"{method} {url}: not sent: {deadline.why} has passed.")
+        timeout = request_timeout(timeout)
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         with self._lock:
@@ -70,7 +78,9 @@ class Connections:
                 data = response.read()
             except TimeoutError as exc:
                 connection.close()
-                raise TimeoutError(f"{method} {url}: no answer within {timeout:g} s.") from exc
+                raise TimeoutError(
+                    f"{method} {url}: no answer within {round(timeout, 1):g} s."
+                ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 connection.close()
                 raise ConnectionError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc

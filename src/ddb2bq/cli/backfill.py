@@ -15,15 +15,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ddb2bq.cli.common import AddConfig
+from ddb2bq.cli.common import EXIT_INTERRUPTED, AddConfig
 from ddb2bq.cli.options import number, whole
 from ddb2bq.config import Config
-from ddb2bq.exceptions import ConfigError
+from ddb2bq.exceptions import ConfigError, Ddb2bqError
 
 if TYPE_CHECKING:
     from ddb2bq.backfill.run import Backfill, BackfillReport, Progress
 
-EXIT_STOPPED = 130
+EXIT_STOPPED = EXIT_INTERRUPTED
 
 
 def register(commands: Any, add_config: AddConfig) -> None:
@@ -89,10 +89,12 @@ def run_backfill(
     check_mirror(config)
     options = options_of(args)
     reporter = reporter_for(err)
-    backfill = (build or backfill_from_config)(config, options, progress=reporter)
-    with stop_on_signals(backfill.stop.request):
-        report = run_source(backfill, args, config)
-    close_reporter(reporter)
+    try:
+        backfill = (build or backfill_from_config)(config, options, progress=reporter)
+        with stop_on_signals(backfill.stop.request):
+            report = run_source(backfill, args, config)
+    finally:
+        close_reporter(reporter)  # a progress bar left running would hide the error
     print(_summary(backfill.table, report), file=err)
     if not report.complete:
         print("ddb2bq: stopped; run the same command again to resume.", file=err)
@@ -113,12 +115,24 @@ def check_mirror(config: Config) -> None:
 
 def run_source(backfill: Backfill, args: argparse.Namespace, config: Config) -> BackfillReport:
     """Run ``backfill`` from the source ``args`` name: a Scan, a new export, or an export."""
+    from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
+
     from ddb2bq.dynamodb.connect import aws_errors  # noqa: PLC0415
 
-    with aws_errors(config, "backfilling"):
-        if args.export is None and args.from_export is None:
-            return backfill.scan()
-        return _from_export(backfill, args, config)
+    try:
+        with aws_errors(config, "backfilling"):
+            if args.export is None and args.from_export is None:
+                return backfill.scan()
+            return _from_export(backfill, args, config)
+    except BrokenProcessPool as exc:
+        if backfill.stop.requested:  # Ctrl-C in a terminal reaches the workers too
+            print("ddb2bq: stopped; run the same command again to resume.", file=sys.stderr)
+            raise KeyboardInterrupt from exc
+        raise Ddb2bqError(
+            f"A process converting the items of {backfill.table!r} ended abruptly (killed, or "
+            "out of memory?): run the same command again to resume, with fewer --workers if "
+            "memory is short."
+        ) from exc
 
 
 def _from_export(backfill: Backfill, args: argparse.Namespace, config: Config) -> BackfillReport:

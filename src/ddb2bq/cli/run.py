@@ -1,9 +1,10 @@
 """``ddb2bq run`` (the stream runner) and ``ddb2bq status`` (what it has done).
 
-Exit codes: 0 done (``--until-caught-up``: caught up; otherwise stopped by SIGTERM/SIGINT after
-the batch in hand); 1 an operation failed (an endpoint unreachable, the lease taken over);
-2 bad configuration (a missing table, a table without a stream, missing credentials); 3 the
-stream lost changes that were never replicated (a gap: see ``docs/runner.md``); 130/143 a
+Exit codes: 0 done (``--until-caught-up``: caught up; otherwise stopped by SIGTERM after the
+batch in hand, as a service manager stops it); 1 an operation failed (an endpoint unreachable
+after the bounded retries, the lease taken over); 2 bad configuration (a missing table, a table
+without a stream, missing credentials); 3 the stream lost changes that were never replicated (a
+gap: see ``docs/runner.md``); 130 stopped by Ctrl-C (SIGINT) after the batch in hand; 130/143 a
 second signal stopped it at once.
 """
 
@@ -11,19 +12,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ddb2bq.cli.common import AddConfig
+from ddb2bq.cli.common import EXIT_GAP, EXIT_INTERRUPTED, AddConfig
 from ddb2bq.config import Config
 
 if TYPE_CHECKING:
     from ddb2bq.runner.loop import Runner
     from ddb2bq.runner.status import Status
-
-EXIT_GAP = 3
 
 
 def register(commands: Any, add_config: AddConfig) -> None:
@@ -73,8 +75,13 @@ def run_runner(
     reporter = reporter_for(err)
     make = build or runner_from_config
     runner = make(config, report=reporter, config_path=args.config or "FILE")
+    interrupted: list[int] = []
     try:
-        with stop_on_signals(runner.stop.request), aws_errors(config, "reading the stream"):
+        with (
+            stop_on_signals(runner.stop.request),
+            _noting_sigint(interrupted),
+            aws_errors(config, "reading the stream"),
+        ):
             report = runner.run(until_caught_up=args.until_caught_up)
     except StreamGapError as exc:
         if config.runner.on_gap == "backfill":
@@ -93,7 +100,34 @@ def run_runner(
         f"{report.dead_lettered:,} dead-lettered; {state}.",
         file=err,
     )
+    if interrupted and report.stopped:
+        print("ddb2bq: stopped by Ctrl-C after the batch in hand; run again to resume.", file=err)
+        return EXIT_INTERRUPTED
     return 0
+
+
+@contextmanager
+def _noting_sigint(seen: list[int]) -> Iterator[None]:
+    """Within the block, a SIGINT is noted in ``seen`` before the handler in place runs (the
+    stop of :func:`~ddb2bq.runner.signals.stop_on_signals`): Ctrl-C exits 130, SIGTERM 0."""
+    inner = signal.getsignal(signal.SIGINT)
+    if not callable(inner):
+        yield
+        return
+
+    def note(number: int, frame: FrameType | None) -> None:
+        seen.append(number)
+        inner(number, frame)
+
+    try:
+        signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main thread (a test): nothing to note
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, inner)
 
 
 def _new_generation(args: argparse.Namespace, config: Config) -> int:

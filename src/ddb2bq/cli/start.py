@@ -1,9 +1,10 @@
 """``ddb2bq start``: stream on, tables made, the stream replicated while the backfill runs, then
 replicated on (see :mod:`ddb2bq.backfill.stitch` for the order and why it converges).
 
-Exit codes: 0 done (``--until-caught-up``: caught up); 1 an operation failed (run it again: the
-backfill resumes); 2 bad input or configuration; 3 the stream lost changes (a gap: run with
-``--new-generation``); 130 stopped by Ctrl-C/SIGTERM (run it again to resume).
+Exit codes: 0 done (``--until-caught-up``: caught up); 1 an operation failed, or an endpoint did
+not answer within ``--retry-deadline`` (run it again: the backfill resumes); 2 bad input or
+configuration; 3 the stream lost changes (a gap: run with ``--new-generation``); 130 stopped by
+Ctrl-C/SIGTERM (run it again to resume).
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ from ddb2bq.cli.backfill import (
     reporter_for,
     run_source,
 )
-from ddb2bq.cli.common import AddConfig
+from ddb2bq.cli.common import EXIT_GAP, AddConfig
 from ddb2bq.config import Config
 
 if TYPE_CHECKING:
     from ddb2bq.backfill.stitch import Parts
-
-EXIT_GAP = 3
 
 
 def register(commands: Any, add_config: AddConfig) -> None:

@@ -14,11 +14,13 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from ddb2bq.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, AddConfig
 from ddb2bq.cli.options import number, whole
 from ddb2bq.config import Config
+from ddb2bq.exceptions import ConfigError
 
 
 def register(commands: Any, add_config: AddConfig) -> None:
@@ -89,6 +91,7 @@ def run_verify(
     from ddb2bq.verify.report import keys as count_keys  # noqa: PLC0415
 
     out, err = stdout or sys.stdout, stderr or sys.stderr
+    _check_workdir(args.workdir)
     _log_to(err)
     options = VerifyOptions(
         segments=args.segments,
@@ -117,6 +120,16 @@ def run_verify(
     for line in report.lines():
         print(line, file=out)
     return 0 if report.equal_everywhere else EXIT_FAILED
+
+
+def _check_workdir(workdir: str | None) -> None:
+    """Refuse a ``--workdir`` that is not a folder before any table is read."""
+    if workdir is not None and not Path(workdir).is_dir():
+        what = "is not a folder" if Path(workdir).exists() else "does not exist"
+        raise ConfigError(
+            f"--workdir {workdir!r} {what}: give an existing folder for the temporary bucket "
+            "files, or leave it out to use the system's temporary folder."
+        )
 
 
 def _log_to(stream: TextIO) -> None:
