@@ -198,6 +198,22 @@ def test_bigquery_unreachable_retries_for_the_retry_deadline_then_names_the_endp
     assert ran.seconds < 4 + 10, ran.seconds
 
 
+@pytest.mark.parametrize("command", ["merge", "verify"])
+def test_bigquery_sql_commands_unreachable_stop_at_the_retry_deadline(
+    command: str, tmp_path: Path, environment: dict[str, str], table: str
+) -> None:
+    # GIVEN a merge mirror whose [target] endpoint is a closed local port
+    endpoint = f"127.0.0.1:{closed_port()}"
+    config = write_config(tmp_path / "ddb2bq.toml", table, "dynamodb", mirror="merge")
+    env = {**environment, "DDB2BQ_TARGET_ENDPOINT": f"http://{endpoint}"}
+    # WHEN a command that runs BigQuery jobs (not the light writer) runs with a 4 s deadline
+    ran = ddb2bq(command, "--config", config, "--retry-deadline", "4", env=env)
+    # THEN its retries were announced with the bound, and it gave up naming the endpoint, exit 1
+    assert any("retrying for 4 s at most" in line for line in ran.err.splitlines()), ran.err
+    assert_one_sentence(ran, 1, endpoint)
+    assert ran.seconds < 4 + 10, ran.seconds  # the client's own default retried for 120 s
+
+
 def test_bigquery_that_never_answers_is_given_up_at_the_retry_deadline(
     tmp_path: Path, environment: dict[str, str], table: str
 ) -> None:

@@ -22,6 +22,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ddb2bq.bigquery.errors import classify
+from ddb2bq.bigquery.retry import google_retry
+from ddb2bq.contract import retry_limit
 from ddb2bq.exceptions import RetryableError, TerminalError
 
 if TYPE_CHECKING:
@@ -107,9 +109,13 @@ def api_errors() -> tuple[type[BaseException], ...]:
 
 def api_retry(deadline: float = DEFAULT_DEADLINE) -> Any:
     """The client library's retry for metadata calls (get/create/update table), bounded."""
-    from google.cloud import bigquery  # noqa: PLC0415 (lazy: see api_errors)
+    return google_retry(deadline)
 
-    return bigquery.DEFAULT_RETRY.with_timeout(deadline)
+
+def _bounded(deadline: float) -> float:
+    """``deadline``, cut to the command line's retry limit (``--retry-deadline``)."""
+    limit = retry_limit()
+    return deadline if limit is None else min(deadline, limit)
 
 
 def param(name: str, value: Any, type_: str | None = None) -> bigquery.ScalarQueryParameter:
@@ -144,6 +150,7 @@ def run_query(
     """
     from google.cloud import bigquery  # noqa: PLC0415 (lazy: see api_errors)
 
+    deadline = _bounded(deadline)
     retry = api_retry(deadline)
     job_retry = bigquery.retry.DEFAULT_JOB_RETRY.with_timeout(deadline)
     config = bigquery.QueryJobConfig(query_parameters=list(params))
