@@ -24,6 +24,11 @@ Example::
 The same as environment variables: ``DDB2BQ_SOURCE_TABLE=orders``,
 ``DDB2BQ_TARGET_MIRROR=merge``, ``DDB2BQ_COLUMNS_PROMOTE=status,total``,
 ``DDB2BQ_COLUMNS_TYPES='{"total": "NUMERIC"}'``.
+
+Entities of a single-table design are an array of tables, ``[[entities]]`` (docs/entities.md),
+or, for the Lambda function, ``DDB2BQ_ENTITIES`` holding the same tables as a JSON list. Only
+their shape is checked here; their rules are read by :meth:`ddb2bq.entities.Entities.from_config`
+where the table's keys are known (``ddb2bq init``, ``convert``, and the pipeline's factory).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any, Literal
 from ddb2bq.exceptions import ConfigError
 
 ENV_PREFIX = "DDB2BQ_"
+ENTITIES_VARIABLE = "DDB2BQ_ENTITIES"
 COLUMN_TYPES = ("STRING", "INT64", "NUMERIC", "BIGNUMERIC", "BYTES", "BOOL", "JSON")
 
 MirrorMode = Literal["view", "merge", "cdc"]
@@ -190,6 +196,20 @@ class Config:
     google: GoogleConfig = field(default_factory=GoogleConfig)
     lambda_: LambdaConfig = field(default_factory=LambdaConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    entities: tuple[Mapping[str, Any], ...] = ()
+    """The ``[[entities]]`` tables as written (shape checked: tables with a string ``name``)."""
+
+    @property
+    def promoted_attributes(self) -> tuple[str, ...]:
+        """Every attribute promoted to a changelog column: ``[columns] promote``, then each
+        entity's ``promote``, each once, in that order.
+
+        >>> Config(columns=ColumnsConfig(promote=("status",)),
+        ...        entities=({"name": "orders", "promote": ["total", "status"]},)).promoted_attributes
+        ('status', 'total')
+        """
+        from_entities = (a for e in self.entities for a in e.get("promote", ()))
+        return tuple(dict.fromkeys((*self.columns.promote, *from_entities)))
 
     @property
     def target_table(self) -> str:
@@ -207,6 +227,7 @@ class Config:
             "writer": self.target.writer,
             "dead_letters": self.dead_letters.kind,
             "credentials": self.google.credentials,
+            "entities": [e["name"] for e in self.entities],
         }
 
 
@@ -237,15 +258,57 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     for name, cls in _SECTIONS.items():
         values = {**from_env.get(name, {}), **from_file.get(name, {})}
         sections[name] = _build_section(name, cls, values)
-    config = Config(**{_FIELD_OF_SECTION.get(n, n): v for n, v in sections.items()})
+    entities = _entities(path, from_file.pop(_ENTITIES, None), env)
+    config = Config(
+        **{_FIELD_OF_SECTION.get(n, n): v for n, v in sections.items()}, entities=entities
+    )
     _validate(config)
     return config
 
 
-def _read_file(path: Path) -> dict[str, dict[str, tuple[Any, str]]]:
+_ENTITIES = "entities"  # the one array of tables, [[entities]]
+
+
+def _entities(
+    path: str | Path | None, from_file: Any, environ: Mapping[str, str]
+) -> tuple[Mapping[str, Any], ...]:
+    """The ``[[entities]]`` of the file, else those of ``DDB2BQ_ENTITIES``; shape checked."""
+    if from_file is not None:
+        return _entity_tables(from_file, f"{path}: [[entities]]")
+    text = environ.get(ENTITIES_VARIABLE)
+    if text is None or not text.strip():
+        return ()
+    origin = f"environment variable {ENTITIES_VARIABLE}"
+    return _entity_tables(_json(text, origin), origin)
+
+
+def _entity_tables(value: Any, origin: str) -> tuple[Mapping[str, Any], ...]:
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"{origin}: expected a list of entity tables, got {value!r}. Write each entity as "
+            '[[entities]] (double brackets), or DDB2BQ_ENTITIES=\'[{"name": ..., "match": ...}]\'.'
+        )
+    for index, entry in enumerate(value, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ConfigError(
+                f"{origin}: entity {index} is {entry!r}; each entity is a table with a name "
+                "and a match (see docs/entities.md)."
+            )
+        if not isinstance(entry.get("promote", []), list):
+            raise ConfigError(
+                f"{origin}: entity {entry['name']!r} has promote = {entry['promote']!r}; write a "
+                'list of attribute names, such as promote = ["total", "status"].'
+            )
+    return tuple(value)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
     document = _parse_file(path)
-    result: dict[str, dict[str, tuple[Any, str]]] = {}
+    result: dict[str, Any] = {}
     for section, values in document.items():
+        if section == _ENTITIES:
+            result[section] = values
+            continue
         if not isinstance(values, dict):
             raise ConfigError(
                 f"{path}: {section} = {values!r} stands outside any [section]; put each setting "
@@ -296,7 +359,7 @@ def _parse_file(path: Path) -> dict[str, Any]:
 def _read_env(environ: Mapping[str, str]) -> dict[str, dict[str, tuple[Any, str]]]:
     result: dict[str, dict[str, tuple[Any, str]]] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name == ENTITIES_VARIABLE:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section = next((s for s in _SECTIONS if rest.startswith(s + "_")), None)
@@ -440,7 +503,7 @@ def _validate(config: Config) -> None:
     _validate_target(config.target)
     _validate_columns(config.columns)
     if config.source.keys:
-        check_column_types(config.columns, config.source.keys)
+        check_column_types(config.columns, config.source.keys, config.promoted_attributes)
     _validate_dead_letters(config.dead_letters)
     _validate_lambda(config.lambda_)
     _validate_runner(config.runner)
@@ -551,9 +614,12 @@ def _check_names(names: tuple[str, ...], setting: str, what: str) -> None:
         seen.add(name)
 
 
-def check_column_types(columns: ColumnsConfig, keys: Sequence[str]) -> None:
-    """Refuse ``[columns] types`` entries for attributes that are neither promoted nor among
-    the key attributes ``keys``: no column is made for them, so the type would do nothing.
+def check_column_types(
+    columns: ColumnsConfig, keys: Sequence[str], promoted: Sequence[str] | None = None
+) -> None:
+    """Refuse ``[columns] types`` entries for attributes that are neither promoted (``promoted``,
+    default ``[columns] promote``; :attr:`Config.promoted_attributes` adds the entities') nor
+    among the key attributes ``keys``: no column is made for them, so the type would do nothing.
 
     Called by :func:`load_config` when ``[source] keys`` names the keys, and with the keys
     DescribeTable gives by ``ddb2bq init`` (:func:`ddb2bq.bigquery.tables.initial_layout`).
@@ -563,8 +629,9 @@ def check_column_types(columns: ColumnsConfig, keys: Sequence[str]) -> None:
     ...
     ddb2bq.exceptions.ConfigError: [columns] types gives 'total' a type, but 'total' is not in [columns] promote ...
     """
+    promote = columns.promote if promoted is None else promoted
     for attribute in columns.types:
-        if attribute not in columns.promote and attribute not in keys:
+        if attribute not in promote and attribute not in keys:
             raise ConfigError(
                 f"[columns] types gives {attribute!r} a type, but {attribute!r} is not in "
                 f"[columns] promote nor a key attribute ({', '.join(keys)}); add it to promote "

@@ -334,6 +334,30 @@ class Entities:
                 return entity, parts
         return None
 
+    def classify_keys(
+        self, keys: Mapping[str, Mapping[str, Any]], key_names: Sequence[str]
+    ) -> tuple[Entity, dict[str, object]] | None:
+        """The entity of a REMOVE known only by its ``keys`` (no old image), or None when the
+        keys cannot tell: the first rule that could match an item with these keys decides, so
+        a rule reading other attributes (``type``) whose key templates match gives None (the
+        mirror then takes the key's entity from its previous change), not a later rule.
+
+        >>> entities = Entities((Entity("orders", {"pk": "USER#{u}", "type": "Order"}),
+        ...                      Entity("users", {"pk": "USER#{u}"})))
+        >>> entities.classify_keys({"pk": {"S": "USER#1"}}, ["pk"]) is None
+        True
+        >>> entities.classify_keys({"pk": {"S": "ORDER#1"}}, ["pk"]) is None
+        True
+        """
+        for entity in self.entities:
+            if entity.needs_only_keys(key_names):
+                parts = entity.matches(keys)
+                if parts is not None:
+                    return entity, parts
+            elif _keys_could_match(entity, keys, key_names):
+                return None
+        return None
+
     @classmethod
     def from_config(
         cls,
@@ -366,6 +390,18 @@ class Entities:
             taken[entity.name.lower()] = f"the entity {entity.name!r}"
             entities.append(entity)
         return cls(tuple(entities))
+
+
+def _keys_could_match(
+    entity: Entity, keys: Mapping[str, Mapping[str, Any]], key_names: Sequence[str]
+) -> bool:
+    """Whether an item with ``keys`` may be ``entity``'s, as far as its key attributes tell."""
+    for attribute, template in entity.templates.items():
+        if attribute in key_names:
+            text = keys.get(attribute, {}).get("S")
+            if not isinstance(text, str) or template.split(text) is None:
+                return False
+    return True
 
 
 # What can be wrong in an [[entities]] table, and the fix: one sentence each.

@@ -8,6 +8,14 @@ The changelog row carries, beside the lossless DynamoDB-typed ``new_image``/``ol
 converted ``item`` and promoted columns of the new image, so that the ``view`` and ``merge``
 mirrors are plain SQL over the changelog and never re-convert values in SQL.
 
+With entities (single-table design, ``layout.entities``) the changelog row also names the
+change's entity (``_entity``) and carries its typed key parts as compact JSON text (``_parts``):
+an INSERT or MODIFY is classified by its new image; a REMOVE by its old image when the stream
+has one, else by its keys alone when they decide
+(:meth:`~ddb2bq.entities.Entities.classify_keys`), else not at all (NULL: the mirror SQL takes
+the entity of the key's previous change). :attr:`Rows.entity` and :attr:`Rows.parts` say the
+same, for a writer that routes mirror rows by entity.
+
 The mirror row is the state of the item after the change, or None when the item is gone (a hard
 delete) or when the change carries no new image (KEYS_ONLY and OLD_IMAGE streams: the changelog
 records the change; the mirror needs NEW_IMAGE or NEW_AND_OLD_IMAGES).
@@ -19,7 +27,7 @@ caller dead-letters that one change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -38,7 +46,7 @@ from ddb2bq.records import (
     now_micros,
     quote_value,
 )
-from ddb2bq.schema import TableLayout
+from ddb2bq.schema import Classifier, TableLayout
 
 Row = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -56,6 +64,8 @@ class Rows:
     changelog: Row
     mirror: Row | None
     conflicts: tuple[tuple[str, str], ...] = ()
+    entity: str | None = None
+    parts: Row | None = None
 
 
 class RowBuilder:
@@ -73,6 +83,7 @@ class RowBuilder:
         self.layout = layout
         self._clock = clock
         self._soft_deletes = layout.soft_deletes
+        self._entities = layout.entities if layout.has_entities else None
         self._keys = [(c, c.attribute or c.name, column_converter(c.type)) for c in layout.keys]
         self._promoted = [
             (c.name, c.attribute or c.name, column_converter(c.type), c.field_mode == "REPEATED")
@@ -122,6 +133,10 @@ class RowBuilder:
             "item": item_text,
             **promoted,
         }
+        entity, parts = self._entity_of(change)
+        if self._entities is not None:
+            changelog["_entity"] = entity
+            changelog["_parts"] = None if parts is None else _json_text(parts, "the key parts")
         tail = {"_seq": change.seq, "_changed_at": changed_at}
         if mirror_old is not None:
             mirror: Row | None = {**mirror_old, **tail, "_deleted": True}
@@ -131,7 +146,21 @@ class RowBuilder:
             mirror = {**key_values, **promoted, "item": item_text, **tail}
             if self._soft_deletes:
                 mirror["_deleted"] = False
-        return Rows(change, changelog, mirror, conflicts)
+        return Rows(change, changelog, mirror, conflicts, entity, parts)
+
+    def _entity_of(self, change: Change) -> tuple[str | None, Row | None]:
+        """The change's entity and key parts (None, None: of no entity, or unknown)."""
+        if self._entities is None:
+            return None, None
+        found = change_entity(
+            self._entities,
+            change.op,
+            new_image=change.new_image,
+            old_image=change.old_image,
+            keys=change.keys,
+            key_names=self.layout.key_names,
+        )
+        return (None, None) if found is None else found
 
     def build_all(self, changes: Iterable[Change]) -> list[Rows]:
         """The rows of several changes, in order."""
@@ -185,6 +214,27 @@ class RowBuilder:
                 converted = []  # BigQuery arrays are never NULL: an absent set is an empty array
             values[name] = converted
         return values, tuple(conflicts)
+
+
+def change_entity(
+    entities: Classifier,
+    op: str,
+    *,
+    new_image: Item | None,
+    old_image: Item | None,
+    keys: Item,
+    key_names: Sequence[str],
+) -> tuple[str, Row] | None:
+    """The entity and typed key parts of one change, or None (of no entity, or a REMOVE whose
+    keys cannot tell): an INSERT or MODIFY by its new image, a REMOVE by its old image, else by
+    its keys (:meth:`~ddb2bq.entities.Entities.classify_keys`)."""
+    if op != "REMOVE":
+        found = None if new_image is None else entities.classify(new_image)
+    elif old_image is not None:
+        found = entities.classify(old_image)
+    else:
+        found = entities.classify_keys(keys, key_names)
+    return None if found is None else (found[0].name, found[1])
 
 
 def timestamp_text(micros: int) -> str:

@@ -25,10 +25,12 @@ of kinds -> JSON. Evolution is additive only: new columns, never a changed or dr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ddb2bq.config import Config
 from ddb2bq.convert import number_kind, parse_number, plain, widen
@@ -46,9 +48,11 @@ RESERVED_PREFIXES = (
 )
 _INVALID = re.compile(r"[^A-Za-z0-9_]")
 
+ENTITY_COLUMNS = ("_entity", "_parts")
+"""The changelog's columns of a table with entities: the change's entity and its key parts."""
 CHANGELOG_COLUMNS = (
     "event_id", "op", "seq", "changed_at", "ingested_at",
-    "new_image", "old_image", "is_ttl_delete", "item",
+    "new_image", "old_image", "is_ttl_delete", "item", *ENTITY_COLUMNS,
 )  # fmt: skip
 MIRROR_COLUMNS = ("item", "_seq", "_changed_at", "_deleted")
 KEY_TYPES = {"S": "STRING", "N": "BIGNUMERIC", "B": "BYTES"}
@@ -76,17 +80,49 @@ class Column:
         return "REPEATED" if self.type.startswith("ARRAY<") else self.mode
 
 
+class Named(Protocol):
+    """What a classified change names: its entity."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class Classifier(Protocol):
+    """The entities of a table (:class:`ddb2bq.entities.Entities`), as the row builder uses
+    them: an image's entity and typed key parts, or None when it is of none."""
+
+    def __len__(self) -> int: ...
+
+    def classify(self, image: Item) -> tuple[Named, dict[str, object]] | None: ...
+
+    def classify_keys(
+        self, keys: Item, key_names: Sequence[str]
+    ) -> tuple[Named, dict[str, object]] | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class TableLayout:
     """The columns of one replicated table's changelog and mirror.
 
     ``keys`` are the key columns (hash key first), ``promoted`` the promoted attribute columns.
+    ``entities``: the table's entities (single-table design), when it has any; the changelog
+    then has the columns ``_entity`` and ``_parts`` (:data:`ENTITY_COLUMNS`).
     """
 
     keys: tuple[Column, ...]
     promoted: tuple[Column, ...] = ()
     soft_deletes: bool = False
     key_types: Mapping[str, str] = field(default_factory=dict)
+    entities: Classifier | None = None
+
+    @property
+    def has_entities(self) -> bool:
+        """Whether changes are classified into entities (``_entity`` and ``_parts``)."""
+        return self.entities is not None and len(self.entities) > 0
+
+    def with_entities(self, entities: Classifier | None) -> TableLayout:
+        """This layout, its changes classified by ``entities``."""
+        return dataclasses.replace(self, entities=entities)
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -108,6 +144,8 @@ class TableLayout:
             Column("is_ttl_delete", "BOOL"),
             Column("item", "JSON"),
         ]
+        if self.has_entities:
+            images += [Column("_entity", "STRING"), Column("_parts", "JSON")]
         return [*fixed, *self.keys, *images, *self.promoted]
 
     def mirror_columns(self) -> list[Column]:
@@ -130,7 +168,7 @@ class TableLayout:
         taken = [c.name for c in (*self.changelog_columns(), *self.mirror_columns())]
         names = assign_names(new, taken=taken)
         added = tuple(Column(names[a], new[a], attribute=a) for a in sorted(new))
-        return TableLayout(self.keys, self.promoted + added, self.soft_deletes, self.key_types)
+        return dataclasses.replace(self, promoted=self.promoted + added)
 
 
 def build_layout(
@@ -313,7 +351,7 @@ def layout_for_changes(
     )
     key_schema = list(zip(names, kinds, strict=True))
     configured = {a: t.upper() for a, t in config.columns.types.items()}
-    untyped = [a for a in config.columns.promote if a not in configured]
+    untyped = [a for a in config.promoted_attributes if a not in configured]
     images = (c.new_image for c in changes if c.new_image is not None)
     promoted = {**infer_types(images, untyped), **configured}
     key_types = {a: t for a, t in configured.items() if a in names}

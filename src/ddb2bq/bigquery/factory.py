@@ -8,7 +8,9 @@ they all reach BigQuery the same way:
 - the full ``google.cloud.bigquery`` client is made only when a schema evolution needs it;
 - Storage Write (``[target] writer = "storage_write"``, and the ``cdc`` mirror) imports its gRPC
   client here, at the first write, not at import;
-- the pipeline counts records, rows, dead letters, retries and bytes (``pipeline.counters``).
+- the pipeline counts records, rows, dead letters, retries and bytes (``pipeline.counters``);
+- ``[[entities]]`` (``DDB2BQ_ENTITIES``) are read with the changelog's keys and carried by the
+  layout, so each change's row names its entity and key parts.
 
 Credentials: an emulator (``[target] endpoint``) gets none; otherwise ``credentials`` (a
 :class:`~ddb2bq.credentials.CredentialsProvider`, kept for a container's life) or ``[google]``.
@@ -24,7 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ddb2bq.bigquery import clients
-from ddb2bq.bigquery.tables import TableRefs, evolve, load_layout
+from ddb2bq.bigquery.tables import TableRefs, evolve, load_layout, with_config_entities
 from ddb2bq.config import Config
 from ddb2bq.contract import DeadLetterSink
 from ddb2bq.credentials import CredentialsProvider
@@ -55,6 +57,7 @@ def pipeline_from_config(
     light = client if client is not None else clients.rest_client(config, creds)
     refs = TableRefs.from_config(config, light.project)
     layout = load_layout(light, refs, soft=config.target.deletes == "soft")
+    layout = with_config_entities(config, layout)  # [[entities]] checked here, with the keys
     needs_storage = config.target.writer == "storage_write" or config.target.mirror == "cdc"
     write_client = clients.bigquery_write_client(config, creds) if needs_storage else None
     mirror_for = None

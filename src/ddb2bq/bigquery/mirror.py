@@ -333,6 +333,7 @@ def run_merge(
     overlap: timedelta = DEFAULT_OVERLAP,
     clock: Callable[[], int] = now_micros,
     generations: TableRef | None = None,
+    scope: MirrorScope | None = None,
 ) -> MergeResult:
     """Run the incremental MERGE once, then move the watermark to this run's start time.
 
@@ -345,6 +346,8 @@ def run_merge(
     The start time is the earlier of ``clock`` and BigQuery's clock, read before the MERGE, so
     that the watermark never passes a row the MERGE did not see. A ``lookback`` or ``overlap``
     that would skip rows (:func:`check_window`) is a ConfigError, raised before anything runs.
+    ``scope``: the mirror of one entity, or of the items of none (:class:`MirrorScope`); each
+    mirror keeps its own watermark label.
 
     >>> run_merge(client, layout, TableRef("p", "d", "orders_changes"), TableRef("p", "d", "orders"))
     ... # doctest: +SKIP
@@ -358,7 +361,7 @@ def run_merge(
     stored = (table.labels or {}).get(WATERMARK_LABEL)
     watermark = None if full else _stored_watermark(stored, bigquery_us)
     params = merge_params(watermark, lookback=lookback, overlap=overlap)
-    result = run_query(client, merge_sql(layout, changes, mirror), params)
+    result = run_query(client, merge_sql(layout, changes, mirror, scope=scope), params)
     deleted = result.deleted
     if generations is not None and newest_complete(client, generations) != NO_GENERATION:
         zombies = f"DELETE FROM {mirror.sql} WHERE NOT ({current_filter(generations)})"

@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from ddb2bq.bigquery.entity_mirrors import ScopedMirror, scoped_mirrors
 from ddb2bq.bigquery.errors import BigQueryHTTPError
 from ddb2bq.bigquery.generations import ensure_table, generations_ref
 from ddb2bq.bigquery.mirror import (
     DEFAULT_LOOKBACK,
     MergeResult,
-    cdc_table_ddl,
     clustering_columns,
     run_merge,
-    view_ddl,
 )
 from ddb2bq.bigquery.rest import RestClient
 from ddb2bq.bigquery.retry import RetryPolicy
@@ -49,9 +48,11 @@ from ddb2bq.bigquery.sql import (
     run_query,
 )
 from ddb2bq.config import Config, check_column_types, check_table_name
+from ddb2bq.entities import Entities
 from ddb2bq.exceptions import ConfigError, RetryableError
 from ddb2bq.schema import (
     CHANGELOG_COLUMNS,
+    ENTITY_COLUMNS,
     Column,
     TableLayout,
     bigquery_table_name,
@@ -124,6 +125,31 @@ def _mirror_name(config: Config) -> str:
     return bigquery_table_name(config.source.table)
 
 
+def config_entities(config: Config, layout: TableLayout) -> Entities:
+    """The ``[[entities]]`` of ``config`` for the table whose changelog has ``layout`` (its
+    keys); raises ConfigError naming the entity and the setting (docs/entities.md)."""
+    return Entities.from_config(
+        list(config.entities),
+        table=_mirror_name(config),
+        keys=layout.key_names,
+        key_types=layout.key_types,
+    )
+
+
+def with_config_entities(config: Config, layout: TableLayout) -> TableLayout:
+    """``layout`` with the entities of ``config`` (none: ``layout`` unchanged)."""
+    if not config.entities:
+        return layout
+    return layout.with_entities(config_entities(config, layout))
+
+
+def mirrors_of(config: Config, refs: TableRefs, layout: TableLayout) -> list[ScopedMirror]:
+    """Every mirror of the table: its own (``refs.mirror``), then one per entity, in rule order
+    (:func:`~ddb2bq.bigquery.entity_mirrors.scoped_mirrors`); without entities, its own alone."""
+    entities = config_entities(config, layout) if config.entities else Entities()
+    return scoped_mirrors(layout, refs.mirror, entities, promote=config.columns.promote)
+
+
 @dataclass
 class InitReport:
     """What :func:`init_tables` did, one sentence per step, and the resulting layout."""
@@ -140,17 +166,17 @@ def initial_layout(config: Config, key_schema: Sequence[tuple[str, str]]) -> Tab
     a key: no column would ever have that type.
     """
     key_names = {name for name, _ in key_schema}
-    check_column_types(config.columns, [name for name, _ in key_schema])
+    check_column_types(config.columns, [name for name, _ in key_schema], config.promoted_attributes)
     types = {a: t.upper() for a, t in config.columns.types.items()}
-    promoted = {
-        a: t for a, t in types.items() if a in config.columns.promote and a not in key_names
-    }
-    return build_layout(
+    promote = config.promoted_attributes
+    promoted = {a: t for a, t in types.items() if a in promote and a not in key_names}
+    layout = build_layout(
         key_schema,
         promoted=promoted,
         soft_deletes=config.target.deletes == "soft",
         key_column_types={a: t for a, t in types.items() if a in key_names},
     )
+    return with_config_entities(config, layout)
 
 
 def load_layout(
@@ -219,8 +245,19 @@ def layout_from_schema_json(fields: SchemaJson, base: TableLayout) -> TableLayou
     by_name = {str(f["name"]).lower(): f for f in fields}
     keys = tuple(_key_column(key, by_name.get(key.name.lower())) for key in base.keys)
     fixed = {n.lower() for n in (*CHANGELOG_COLUMNS, *(k.name for k in keys))}
-    promoted = tuple(column_of_json(f) for f in fields if str(f["name"]).lower() not in fixed)
-    return TableLayout(keys, promoted, base.soft_deletes, base.key_types)
+    promoted = tuple(column_of_json(f) for f in fields if not _is_fixed(f, fixed))
+    return TableLayout(keys, promoted, base.soft_deletes, base.key_types, base.entities)
+
+
+def _is_fixed(field: Mapping[str, Any], fixed: set[str]) -> bool:
+    """Whether ``field`` is one of ddb2bq's own changelog columns (or a key). ``_entity`` and
+    ``_parts`` are, unless an attribute's description says that it is a promoted column."""
+    name = str(field["name"])
+    if name in ENTITY_COLUMNS and str(field.get("description") or "").startswith(
+        DESCRIPTION_PREFIX
+    ):
+        return False
+    return name.lower() in fixed
 
 
 def _key_column(key: Column, found: Mapping[str, Any] | None) -> Column:
@@ -295,6 +332,10 @@ def init_tables(client: bigquery.Client, config: Config, layout: TableLayout) ->
     else:
         report.layout = layout_from_schema(existing.schema, layout)
         report.actions.append(f"kept changelog {refs.changes}")
+    if existing is not None and layout.has_entities:
+        added = add_columns(client, refs.changes, report.layout.changelog_columns())
+        if added:
+            report.actions.append(f"added columns {', '.join(added)} to {refs.changes}")
     wanted = {c.attribute or c.name: c.type for c in layout.promoted}
     report.layout = _add_promoted(client, refs.changes, report.layout, wanted, report.actions)
     if ensure_table(client, refs.generations):
@@ -342,14 +383,32 @@ def merge_mirror(
     refs = TableRefs.from_config(config, client.project)
     layout = load_layout(client, refs, soft=config.target.deletes == "soft")
     sync_mirror(client, config, refs, layout)
-    return run_merge(
-        client,
-        layout,
-        refs.changes,
-        refs.mirror,
-        full=full,
-        lookback=lookback,
-        generations=refs.generations,
+    results = [
+        run_merge(
+            client,
+            mirror.layout,
+            refs.changes,
+            mirror.ref,
+            full=full,
+            lookback=lookback,
+            generations=refs.generations,
+            scope=mirror.scope,
+        )
+        for mirror in mirrors_of(config, refs, layout)
+    ]
+    return _total(results)
+
+
+def _total(results: Sequence[MergeResult]) -> MergeResult:
+    """The MERGEs of a table's mirrors as one: the rows summed, the earliest watermark."""
+    if len(results) == 1:
+        return results[0]
+    return MergeResult(
+        sum(r.inserted for r in results),
+        sum(r.updated for r in results),
+        sum(r.deleted for r in results),
+        min(r.watermark_us for r in results),
+        any(r.full for r in results),
     )
 
 
@@ -360,11 +419,19 @@ def sync_mirror(
     (and create ``T_generations`` when a mirror made by an older ddb2bq lacks it)."""
     created = ensure_table(client, refs.generations)
     actions = [f"created generations table {refs.generations}"] if created else []
+    for mirror in mirrors_of(config, refs, layout):
+        actions += _sync_one(client, config, refs, mirror)
+    return actions
+
+
+def _sync_one(
+    client: bigquery.Client, config: Config, refs: TableRefs, mirror: ScopedMirror
+) -> list[str]:
     if config.target.mirror == "view":
-        run_query(client, view_ddl(layout, refs.changes, refs.mirror, refs.generations))
-        return [*actions, f"replaced view {refs.mirror}"]
-    added = add_columns(client, refs.mirror, layout.mirror_columns())
-    return actions + ([f"added columns {', '.join(added)} to {refs.mirror}"] if added else [])
+        run_query(client, mirror.view_ddl(refs.changes, refs.generations))
+        return [f"replaced view {mirror.ref}"]
+    added = add_columns(client, mirror.ref, mirror.columns())
+    return [f"added columns {', '.join(added)} to {mirror.ref}"] if added else []
 
 
 def add_columns(client: bigquery.Client, ref: TableRef, columns: Sequence[Column]) -> list[str]:
@@ -459,7 +526,16 @@ def _create_changelog(client: bigquery.Client, ref: TableRef, layout: TableLayou
 def _ensure_mirror(
     client: bigquery.Client, config: Config, refs: TableRefs, report: InitReport
 ) -> None:
-    mode, layout, ref = config.target.mirror, report.layout, refs.mirror
+    for mirror in mirrors_of(config, refs, report.layout):
+        report.actions += _ensure_one(client, config, refs, mirror)
+
+
+def _ensure_one(
+    client: bigquery.Client, config: Config, refs: TableRefs, mirror: ScopedMirror
+) -> list[str]:
+    """Create one mirror (the table's own, or an entity's) when missing, else bring it to its
+    layout."""
+    mode, ref = config.target.mirror, mirror.ref
     existing = _get_table(client, ref)
     if existing is not None and (existing.description or "").startswith(_CHANGELOG_NOTE):
         raise _taken(ref, "the changelog")
@@ -470,24 +546,21 @@ def _ensure_mirror(
             f"{kind}; drop it (the changelog holds every change) or choose another mode."
         )
     if existing is not None and mode != "view":
-        report.actions.append(f"kept mirror table {ref}")
-        report.actions += sync_mirror(client, config, refs, layout)
-        return
+        return [f"kept mirror table {ref}", *_sync_one(client, config, refs, mirror)]
     if mode == "view":
-        report.actions += sync_mirror(client, config, refs, layout)
-    elif mode == "cdc":
-        run_query(client, cdc_table_ddl(layout, ref))
-        report.actions.append(f"created cdc mirror table {ref}")
-    else:
-        _create_merge_mirror(client, ref, layout)
-        report.actions.append(f"created mirror table {ref}")
+        return _sync_one(client, config, refs, mirror)
+    if mode == "cdc":
+        run_query(client, mirror.cdc_table_ddl())
+        return [f"created cdc mirror table {ref}"]
+    _create_merge_mirror(client, ref, mirror)
+    return [f"created mirror table {ref}"]
 
 
-def _create_merge_mirror(client: bigquery.Client, ref: TableRef, layout: TableLayout) -> None:
+def _create_merge_mirror(client: bigquery.Client, ref: TableRef, mirror: ScopedMirror) -> None:
     from google.cloud import bigquery  # noqa: PLC0415 (lazy, as above)
 
-    table = bigquery.Table(ref.api, schema=[schema_field(c) for c in layout.mirror_columns()])
-    table.clustering_fields = clustering_columns(layout) or None
+    table = bigquery.Table(ref.api, schema=[schema_field(c) for c in mirror.columns()])
+    table.clustering_fields = clustering_columns(mirror.layout) or None
     table.description = f"{_MIRROR_NOTE} one row per item, kept by `ddb2bq merge`."
     _call(lambda: client.create_table(table, exists_ok=True, retry=api_retry()), ref)
 

@@ -2,7 +2,9 @@
 
 Reads Lambda events, GetRecords responses, Kinesis records, export lines or a Scan response,
 and prints one JSON line per change: ``{"changelog": {...}, "mirror": {...}}``, exactly as the
-BigQuery writers would send them. A record that cannot be parsed or converted is named on stderr,
+BigQuery writers would send them. With ``[[entities]]`` each line starts with the change's
+entity and typed key parts, ``{"entity": "orders", "parts": {...}, ...}`` (``null``: of no
+entity, or a REMOVE whose keys cannot tell), also in the changelog's ``_entity`` and ``_parts``. A record that cannot be parsed or converted is named on stderr,
 as every message names a record (``record 2 (eventID 7f3a9c, key pk='a')``: ``record N`` counts
 the input's records from 0, see :mod:`ddb2bq.records`), and the exit code is 2; the other records
 are still printed.
@@ -19,10 +21,11 @@ import orjson
 
 from ddb2bq.cli.common import EXIT_BAD_INPUT, AddConfig
 from ddb2bq.config import Config
+from ddb2bq.entities import Entities
 from ddb2bq.exceptions import ConfigError, RecordError
 from ddb2bq.records import Change, now_micros, parse_one
 from ddb2bq.rows import RowBuilder
-from ddb2bq.schema import layout_for_changes
+from ddb2bq.schema import TableLayout, bigquery_table_name, layout_for_changes
 
 SOURCES = ("lambda", "getrecords", "kinesis", "export", "scan")
 
@@ -62,18 +65,33 @@ def run_convert(
     changes, failures = _parse_input(text, source, key_names, config.source.generation)
     if changes:
         layout = layout_for_changes([c for _, c in changes], config, key_names=key_names)
-        builder = RowBuilder(layout)
+        builder = RowBuilder(_with_entities(config, layout))
         for index, change in changes:
             try:
                 rows = builder.build(change)
             except RecordError as exc:
                 failures.append((index, str(exc)))
                 continue
-            out.write(orjson.dumps({"changelog": rows.changelog, "mirror": rows.mirror}).decode())
+            record: dict[str, Any] = {"changelog": rows.changelog, "mirror": rows.mirror}
+            if config.entities:
+                record = {"entity": rows.entity, "parts": rows.parts, **record}
+            out.write(orjson.dumps(record).decode())
             out.write("\n")
     for _, failure in sorted(failures, key=lambda f: f[0]):
         print(f"ddb2bq: error: {failure}", file=sys.stderr)
     return EXIT_BAD_INPUT if failures else 0
+
+
+def _with_entities(config: Config, layout: TableLayout) -> TableLayout:
+    """``layout`` with ``[[entities]]`` (checked against the keys), so each record shows its
+    entity and key parts."""
+    if not config.entities:
+        return layout
+    table = config.target.table or bigquery_table_name(config.source.table or "table")
+    entities = Entities.from_config(
+        list(config.entities), table=table, keys=layout.key_names, key_types=layout.key_types
+    )
+    return layout.with_entities(entities)
 
 
 def _parse_input(

@@ -85,7 +85,22 @@ def run_init(
     report = init_tables(client, config, initial_layout(config, key_schema))
     for action in report.actions:
         print(action, file=out)
+    if config.entities:
+        print(_reclassified(client, config, report.layout), file=out)
     return 0
+
+
+def _reclassified(client: Any, config: Config, layout: Any) -> str:
+    """Give changelog rows of no entity the entity they are of now (an entity added later)."""
+    from ddb2bq.bigquery.reclassify import reclassify  # noqa: PLC0415
+    from ddb2bq.bigquery.tables import TableRefs, config_entities  # noqa: PLC0415
+
+    refs = TableRefs.from_config(config, client.project)
+    result = reclassify(client, refs.changes, layout, config_entities(config, layout))
+    return (
+        f"classified {result.classified} of {result.read} changelog rows of no entity in "
+        f"{refs.changes}"
+    )
 
 
 def run_merge_command(

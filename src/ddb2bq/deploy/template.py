@@ -55,7 +55,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ddb2bq.config import Config, DeadLettersConfig
+from ddb2bq.config import ENTITIES_VARIABLE, Config, DeadLettersConfig
 from ddb2bq.exceptions import ConfigError
 
 HANDLER = "ddb2bq.aws_lambda.handler"
@@ -431,6 +431,8 @@ def function_environment(config: Config) -> dict[str, Any]:
         variables[f"DDB2BQ_{section.upper()}_{key.upper()}"] = _env_text(inlined)
     if config.dead_letters.kind == "sqs" and not config.dead_letters.sqs_queue_url:
         variables["DDB2BQ_DEAD_LETTERS_SQS_QUEUE_URL"] = {"Ref": "DeadLetterQueue"}
+    if config.entities:  # the function reads only its environment: [[entities]] as JSON
+        variables[ENTITIES_VARIABLE] = json.dumps(list(config.entities), separators=(",", ":"))
     return variables
 
 
