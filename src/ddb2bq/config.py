@@ -50,6 +50,9 @@ from ddb2bq.exceptions import ConfigError
 
 ENV_PREFIX = "DDB2BQ_"
 ENTITIES_VARIABLE = "DDB2BQ_ENTITIES"
+DEBUG_VARIABLE = "DDB2BQ_DEBUG"
+"""Not a setting: asks the command line for tracebacks (read by :mod:`ddb2bq.cli.main`)."""
+_NOT_SETTINGS = frozenset((ENTITIES_VARIABLE, DEBUG_VARIABLE))
 COLUMN_TYPES = ("STRING", "INT64", "NUMERIC", "BIGNUMERIC", "BYTES", "BOOL", "JSON")
 
 MirrorMode = Literal["view", "merge", "cdc"]
@@ -359,7 +362,7 @@ def _parse_file(path: Path) -> dict[str, Any]:
 def _read_env(environ: Mapping[str, str]) -> dict[str, dict[str, tuple[Any, str]]]:
     result: dict[str, dict[str, tuple[Any, str]]] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENTITIES_VARIABLE:
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section = next((s for s in _SECTIONS if rest.startswith(s + "_")), None)

@@ -228,7 +228,7 @@ def run_cli(*args: str, stdin: bytes = b"") -> Ran:
     ("make", "names"),
     [
         (lambda path: path.mkdir(), "is a directory"),
-        (lambda path: path.write_bytes(b""), "is empty"),
+        (lambda path: path.write_bytes(b""), "holds no settings"),
         (lambda path: path.write_bytes(b'[source]\ntable = "caf\xe9"\n'), "UTF-8"),
     ],
     ids=["directory", "empty", "latin-1"],

@@ -34,7 +34,6 @@ import sys
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from types import FrameType
 
 from ddb2bq.cli.common import (
@@ -47,14 +46,9 @@ from ddb2bq.cli.common import (
     Command,
     add_config,
 )
-from ddb2bq.config import Config, load_config
+from ddb2bq.config import DEBUG_VARIABLE, Config, load_config
 from ddb2bq.contract import limit_retries
 from ddb2bq.exceptions import ConfigError, Ddb2bqError, RecordError
-
-DEBUG_VARIABLE = "DDB2BQ_DEBUG"
-"""Set (to anything but ``0``, ``false`` or ``no``) to see the traceback of every error."""
-
-_CLI_VARIABLES = frozenset((DEBUG_VARIABLE,))  # the command line's own, not configuration
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,27 +84,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def read_config(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
-    """:func:`~ddb2bq.config.load_config` of ``path`` and the environment (less the command
-    line's own variables), a file that cannot be read raised as a ConfigError naming it."""
-    env = os.environ if environ is None else environ
-    settings = {name: value for name, value in env.items() if name not in _CLI_VARIABLES}
-    where = f"The configuration file {path!r}"
-    try:
-        if path is not None and Path(path).is_file() and Path(path).stat().st_size == 0:
-            raise ConfigError(
-                f"{where} is empty: write its [source] and [target] settings (README.md), or "
-                "leave out --config to take every setting from DDB2BQ_* variables."
-            )
-        return load_config(path, environ=settings)
-    except IsADirectoryError as exc:
-        raise ConfigError(f"{where} is a directory: give the path of a ddb2bq.toml file.") from exc
-    except OSError as exc:
-        raise ConfigError(f"{where} cannot be read: {exc.strerror or exc}.") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{where} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-            f"{exc.start}): save it as UTF-8."
-        ) from exc
+    """:func:`~ddb2bq.config.load_config` of ``path`` and the environment: every way a file
+    cannot be read (missing, a directory, empty, not UTF-8, not TOML) is its ConfigError."""
+    return load_config(path, environ=environ)
 
 
 def report(exc: BaseException, command: str, config: Config | None, *, debug: bool) -> int:
