@@ -159,3 +159,12 @@ def test_names_and_numbers_bigquery_accepts_are_accepted(key: str, value: str) -
 def test_a_target_table_too_long_for_its_generations_table_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"\[target\] table 'xxx.*at most 1012 bytes"):
         load_config(environ={"DDB2BQ_TARGET_TABLE": "x" * 1013})
+
+
+def test_ddb2bq_debug_in_the_environment_is_not_read_as_a_setting() -> None:
+    # GIVEN a Lambda-style environment with DDB2BQ_DEBUG set beside the settings
+    environ = {"DDB2BQ_SOURCE_TABLE": "orders", "DDB2BQ_DEBUG": "1"}
+    # WHEN the configuration is read
+    config = load_config(environ=environ)
+    # THEN it loads (no "names no known section" error) and holds the settings
+    assert config.source.table == "orders"
