@@ -11,6 +11,7 @@ the same generation wins over them.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ _WORKER: tuple[Snapshot, RowBuilder] | None = None
 
 def _start_worker(snapshot: Snapshot) -> None:
     global _WORKER  # noqa: PLW0603 (one per worker process, set by the pool's initializer)
+    # Ctrl-C reaches the whole process group: the parent stops the backfill (saving its
+    # progress); a worker printing its own KeyboardInterrupt traceback would only be noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER = (snapshot, RowBuilder(snapshot.layout))
 
 
