@@ -39,7 +39,7 @@ from typing import IO, Any, Literal, Protocol, TypedDict
 
 from ddb2bq.config import Config, check_function_config, load_config
 from ddb2bq.contract import Deadline, deadline_scope
-from ddb2bq.credentials import CredentialsProvider
+from ddb2bq.credentials import CredentialsProvider, provider_for
 from ddb2bq.exceptions import ConfigError, RecordError, RetryableError
 from ddb2bq.observability import (
     batch_metrics,
@@ -164,7 +164,7 @@ class Handler:
 
     def __post_init__(self) -> None:
         if self.credentials is None:
-            self.credentials = CredentialsProvider(self.config.google)
+            self.credentials = provider_for(self.config)
 
     def __call__(self, event: StreamEvent, context: LambdaContext | None = None) -> BatchResponse:
         """Handle one batch; the response is new on every call."""

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ddb2bq.config import GoogleConfig
+from ddb2bq.config import Config, GoogleConfig
 from ddb2bq.exceptions import ConfigError, RetryableError
 
 if TYPE_CHECKING:
@@ -234,6 +234,18 @@ def _parse_json_quietly(value: str | bytes) -> Any:
         return json.loads(value)
     except ValueError:
         return None  # JSONDecodeError keeps the whole text in .doc: never let it travel
+
+
+def provider_for(
+    config: Config, *, secrets_client_factory: SecretsClientFactory | None = None
+) -> CredentialsProvider:
+    """The provider of ``config``'s [google] credentials, reading a Secrets Manager secret in
+    ``[source] region`` unless the secret's ARN names its own."""
+    return CredentialsProvider(
+        config.google,
+        region=config.source.region or None,
+        secrets_client_factory=secrets_client_factory,
+    )
 
 
 def secret_region(secret_id: str) -> str | None:

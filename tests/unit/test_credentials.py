@@ -23,7 +23,12 @@ from google.auth.credentials import AnonymousCredentials
 from google.oauth2 import service_account
 
 from ddb2bq.config import GoogleConfig, load_config
-from ddb2bq.credentials import CredentialsProvider, resolve_mode, workload_identity_credentials
+from ddb2bq.credentials import (
+    CredentialsProvider,
+    provider_for,
+    resolve_mode,
+    workload_identity_credentials,
+)
 from ddb2bq.exceptions import ConfigError, RetryableError
 
 SECRET_ID = "ddb2bq/google-writer-key"
@@ -241,6 +246,29 @@ def test_the_secrets_client_is_made_only_when_the_secret_path_is_taken(
     assert made == []
     CredentialsProvider(GoogleConfig(secret_id=SECRET_ID), secrets_client_factory=factory).get()
     assert len(made) == 1
+
+
+def test_the_command_lines_secrets_client_is_in_the_source_region(
+    key_json: dict[str, str],
+) -> None:
+    # GIVEN a configuration whose secret is named (not an ARN) and whose [source] region is set
+    config = load_config(
+        environ={
+            "DDB2BQ_SOURCE_TABLE": "orders",
+            "DDB2BQ_SOURCE_REGION": "eu-west-2",
+            "DDB2BQ_GOOGLE_SECRET_ID": "ddb2bq/bigquery-key",
+        }
+    )
+    regions: list[str | None] = []
+
+    def factory(region: str | None) -> FakeSecretsManager:
+        regions.append(region)
+        return FakeSecretsManager({"ddb2bq/bigquery-key": json.dumps(key_json)})
+
+    # WHEN the credentials are read through the provider the clients are built with
+    provider_for(config, secrets_client_factory=factory).get()
+    # THEN the Secrets Manager client was made for [source] region, not boto3's default
+    assert regions == ["eu-west-2"]
 
 
 @pytest.mark.parametrize(

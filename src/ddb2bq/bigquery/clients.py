@@ -20,7 +20,7 @@ from ddb2bq.bigquery.rest import RestClient
 from ddb2bq.bigquery.tables import TableRefs
 from ddb2bq.config import Config
 from ddb2bq.contract import Writer
-from ddb2bq.credentials import CredentialsProvider, anonymous_credentials
+from ddb2bq.credentials import anonymous_credentials, provider_for
 from ddb2bq.pipeline import WriterFactory
 from ddb2bq.schema import TableLayout
 
@@ -43,7 +43,7 @@ def bigquery_client(config: Config, credentials: Any = None) -> bigquery.Client:
         )
     return bigquery.Client(
         project=config.target.project or None,
-        credentials=credentials or CredentialsProvider(config.google).get(),
+        credentials=credentials or provider_for(config).get(),
         location=config.target.location,
     )
 
@@ -54,7 +54,7 @@ def rest_client(config: Config, credentials: Any = None) -> RestClient:
     endpoint = config.target.endpoint
     if endpoint:
         return RestClient(config.target.project, None, endpoint=endpoint)
-    creds = credentials or CredentialsProvider(config.google).get()
+    creds = credentials or provider_for(config).get()
     return RestClient(config.target.project, creds)
 
 
@@ -72,7 +72,7 @@ def bigquery_write_client(config: Config, credentials: Any = None) -> Any:
         channel = grpc.insecure_channel(grpc_endpoint)
         transport = BigQueryWriteGrpcTransport(channel=channel)
         return bigquery_storage_v1.BigQueryWriteClient(transport=transport)  # type: ignore[no-untyped-call]
-    creds = credentials or CredentialsProvider(config.google).get()
+    creds = credentials or provider_for(config).get()
     return bigquery_storage_v1.BigQueryWriteClient(credentials=creds)  # type: ignore[no-untyped-call]
 
 

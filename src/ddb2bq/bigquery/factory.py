@@ -29,7 +29,7 @@ from ddb2bq.bigquery import clients
 from ddb2bq.bigquery.tables import TableRefs, evolve, load_layout, with_config_entities
 from ddb2bq.config import Config
 from ddb2bq.contract import DeadLetterSink
-from ddb2bq.credentials import CredentialsProvider
+from ddb2bq.credentials import CredentialsProvider, provider_for
 from ddb2bq.pipeline import Pipeline
 from ddb2bq.schema import TableLayout
 
@@ -79,7 +79,7 @@ def pipeline_from_config(
 
 
 def _credentials(config: Config, provider: CredentialsProvider | None) -> Any:
-    return (provider or CredentialsProvider(config.google)).get()
+    return (provider or provider_for(config)).get()
 
 
 class _Evolver:
