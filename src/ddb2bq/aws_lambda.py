@@ -215,8 +215,8 @@ class Handler:
         try:
             return from_lambda_record(record, generation=generation, index=index)
         except RecordError as exc:
-            event_id = record.get("eventID", "") if isinstance(record, Mapping) else ""
-            return Unparsed(record, str(exc), str(event_id))
+            event_id = record.get("eventID") if isinstance(record, Mapping) else None
+            return Unparsed(record, str(exc), event_id if isinstance(event_id, str) else "")
 
     def _process(
         self, items: Sequence[Change | Unparsed], deadline: Deadline | None
@@ -260,6 +260,8 @@ def _identifier(record: Mapping[str, Any], index: int) -> str:
 
 
 def _record_bytes(record: Mapping[str, Any]) -> int:
+    if not isinstance(record, Mapping):
+        return 0  # not a record at all: parsing names it and it is dead-lettered
     body = record.get("dynamodb")
     if isinstance(body, Mapping) and isinstance(body.get("SizeBytes"), int):
         return int(body["SizeBytes"])

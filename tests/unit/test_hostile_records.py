@@ -618,6 +618,7 @@ HANDLER_HOSTILE = {
     "eventName a dict": lambda: {**stream_record(1), "eventName": {"INSERT": 1}},
     "bad base64": lambda: stream_record(1, new_image=image(1, b={"B": "not base64!"})),
     "Kinesis negative time": lambda: kinesis_record(1, ApproximateCreationDateTime=-5),
+    "eventID nested 2000 deep": lambda: {**stream_record(1), "eventID": deep_map(2000)},
 }
 
 
@@ -636,10 +637,25 @@ def test_the_handler_dead_letters_one_hostile_record_and_writes_the_others(case:
     assert response == {"batchItemFailures": []}
     assert setup.writer.written == ["e0", "e2"]
     [letter] = setup.dead_letters.letters
-    assert letter.record["eventID"] is hostile["eventID"]
     assert all(letter.record[k] is v for k, v in hostile.items())
-    assert "record 1 (" in letter.error
+    assert "record 1" in letter.error
     assert UNCHECKED not in letter.error
+
+
+@pytest.mark.parametrize("junk", ["junk", 7, None, ["a list"]])
+def test_a_batch_entry_that_is_not_a_record_is_dead_lettered_and_the_others_written(
+    junk: Any,
+) -> None:
+    # GIVEN a batch whose middle entry is not a JSON object at all
+    setup = lambda_handler()
+    # WHEN the handler runs
+    response = setup([stream_record(0), junk, stream_record(2)])
+    # THEN no exception, the good ones written, the entry dead-lettered as it came, named
+    assert response == {"batchItemFailures": []}
+    assert setup.writer.written == ["e0", "e2"]
+    [letter] = setup.dead_letters.letters
+    assert letter.record == junk
+    assert "record 1" in letter.error
 
 
 def test_the_demos_getrecords_to_lambda_conversion_passes_hostile_records_on() -> None:
