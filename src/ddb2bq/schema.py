@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ddb2bq.config import Config
+from ddb2bq.config import Config, check_column_types
 from ddb2bq.convert import number_kind, parse_number, plain, widen
 from ddb2bq.exceptions import ConfigError, ConversionError
 from ddb2bq.records import AttributeValue, Change, Item
@@ -345,6 +345,7 @@ def layout_for_changes(
     not fit this layout is refused when its rows are built, by name, alone.
     """
     names = list(key_names) or list(changes[0].keys)
+    check_column_types(config.columns, names, config.promoted_attributes)
     kinds = next(
         (k for k in (_key_kinds(c.keys, names) for c in changes) if k is not None),
         ["S"] * len(names),

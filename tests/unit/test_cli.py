@@ -317,3 +317,23 @@ def test_a_signal_while_reading_stdin_stops_with_a_message(
             child.wait()
     # THEN it exits with the signal's code and says why, without a traceback
     assert (child.returncode, out, err) == (code, "", says)
+
+
+def test_convert_refuses_a_column_type_for_an_attribute_init_would_never_make(
+    tmp_path: Path,
+) -> None:
+    # GIVEN [columns] types for 'status', which is neither promoted nor a key
+    config = tmp_path / "ddb2bq.toml"
+    config.write_text(
+        '[source]\ntable = "orders"\n[columns]\npromote = ["total"]\n'
+        'types = { status = "STRING" }\n'
+    )
+    scan = b'{"Items": [{"pk": {"S": "a"}, "status": {"S": "x"}}]}'
+    # WHEN convert runs on a Scan page
+    ran = run_cli("convert", "--from", "scan", "--keys", "pk", "--config", str(config), stdin=scan)
+    # THEN it exits 2 naming the attribute and the fix, and prints no row with that column
+    assert ran.code == 2, ran.err
+    assert "Traceback" not in ran.err
+    assert "'status'" in ran.err
+    assert "[columns] promote" in ran.err
+    assert ran.out == ""
