@@ -315,7 +315,9 @@ class Pipeline:
 
     def _new_promoted(self, changes: Sequence[Change]) -> dict[str, str]:
         known = {c.attribute for c in self._layout.promoted} | set(self._layout.key_names)
-        missing = [a for a in self._config.promoted_attributes if a not in known | self._unpromotable]
+        missing = [
+            a for a in self._config.promoted_attributes if a not in known | self._unpromotable
+        ]
         if not missing:
             return {}
         configured = {a: t.upper() for a, t in self._config.columns.types.items() if a in missing}
