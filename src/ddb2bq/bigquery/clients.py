@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ddb2bq.bigquery.insert_all import InsertClient
 from ddb2bq.bigquery.rest import RestClient
-from ddb2bq.bigquery.tables import TableRefs
+from ddb2bq.bigquery.tables import TableRefs, mirrors_of
 from ddb2bq.config import Config
 from ddb2bq.contract import Writer
 from ddb2bq.credentials import anonymous_credentials, provider_for
@@ -94,7 +94,7 @@ def changelog_writer_for(
     from ddb2bq.bigquery.storage_write import StorageWriteWriter  # noqa: PLC0415
 
     write_client = write_client or bigquery_write_client(config)
-    path = _table_path(refs.changes.project, refs.changes.dataset, refs.changes.table)
+    path = refs.changes.path
 
     def storage_write(layout: TableLayout) -> Writer:
         return StorageWriteWriter(write_client, path, layout.changelog_columns())
@@ -105,19 +105,18 @@ def changelog_writer_for(
 def cdc_writer_for(
     config: Config, client: bigquery.Client | RestClient, write_client: Any = None
 ) -> WriterFactory:
-    """``layout -> Writer`` of the ``cdc`` mirror's UPSERT/DELETE rows (Storage Write)."""
-    from ddb2bq.bigquery.storage_write import StorageWriteWriter  # noqa: PLC0415
+    """``layout -> Writer`` of the ``cdc`` mirror's UPSERT/DELETE rows (Storage Write); with
+    entities, of every mirror of the table (the entity's UPSERT, the others' DELETE)."""
+    from ddb2bq.bigquery.storage_write import EntityCdcWriter, StorageWriteWriter  # noqa: PLC0415
 
     refs = TableRefs.from_config(config, client.project)
     write_client = write_client or bigquery_write_client(config)
-    path = _table_path(refs.mirror.project, refs.mirror.dataset, refs.mirror.table)
+    path = refs.mirror.path
 
     def cdc(layout: TableLayout) -> Writer:
         keys = [c.name for c in layout.keys]
+        if layout.has_entities:
+            return EntityCdcWriter(write_client, mirrors_of(config, refs, layout), keys=keys)
         return StorageWriteWriter(write_client, path, layout.mirror_columns(), cdc=True, keys=keys)
 
     return cdc
-
-
-def _table_path(project: str, dataset: str, table: str) -> str:
-    return f"projects/{project}/datasets/{dataset}/tables/{table}"

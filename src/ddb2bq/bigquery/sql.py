@@ -79,6 +79,11 @@ class TableRef:
         return f"{self.project}.{self.dataset}.{self.table}"
 
     @property
+    def path(self) -> str:
+        """The resource name the Storage Write API takes."""
+        return f"projects/{self.project}/datasets/{self.dataset}/tables/{self.table}"
+
+    @property
     def dataset_id(self) -> str:
         """``project.dataset``."""
         return f"{self.project}.{self.dataset}"

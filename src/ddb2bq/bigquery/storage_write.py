@@ -25,6 +25,13 @@ mirror row is an UPSERT of it (a soft delete is an UPSERT with ``_deleted`` true
 is a DELETE carrying the key columns, and a change without a new image is skipped (counted in
 ``extra["skipped"]``).
 
+With entities (single-table design, docs/entities.md) :class:`EntityCdcWriter` writes each
+change to every mirror of the table (:func:`cdc_routes`): an UPSERT to the mirror of its entity
+(the table's own for an item of none), with the key parts as columns, and a DELETE of its key
+to each other mirror, all with the change's ``seq``. Without an old image a change does not
+say which entity the key had before, so the other mirrors get a DELETE each: harmless where the
+key is absent, and the sequence number makes the order of the rows irrelevant.
+
 Requests stay under ``max_bytes`` (the API takes 10 MB). ``AppendRows`` writes nothing of a
 request with an invalid row and lists those rows in ``row_errors``: each is a terminal failure
 with BigQuery's message, and the valid rows are sent again, once. A value the writer cannot
@@ -35,10 +42,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from google.api_core import exceptions as api
@@ -49,10 +57,13 @@ from google.protobuf.message import Message
 from ddb2bq.bigquery.failures import row_failure
 from ddb2bq.bigquery.retry import RetryPolicy
 from ddb2bq.bigquery.sending import Pending, Refusal, Tally, chunks, send_chunk
-from ddb2bq.contract import WriteResult, request_timeout
+from ddb2bq.contract import Failure, WriteResult, request_timeout
 from ddb2bq.exceptions import RetryableError, TerminalError
 from ddb2bq.rows import Row, Rows
 from ddb2bq.schema import Column
+
+if TYPE_CHECKING:
+    from ddb2bq.bigquery.entity_mirrors import ScopedMirror
 
 CHANGE_TYPE = "_CHANGE_TYPE"
 CHANGE_SEQUENCE_NUMBER = "_CHANGE_SEQUENCE_NUMBER"
@@ -234,9 +245,41 @@ def cdc_row(rows: Rows, keys: Sequence[str]) -> Row | None:
     if rows.mirror is not None:
         return {**rows.mirror, CHANGE_TYPE: "UPSERT", CHANGE_SEQUENCE_NUMBER: rows.change.seq}
     if rows.change.op == "REMOVE":
-        key_values = {name: rows.changelog[name] for name in keys}
-        return {**key_values, CHANGE_TYPE: "DELETE", CHANGE_SEQUENCE_NUMBER: rows.change.seq}
+        return _cdc_delete(rows, keys)
     return None
+
+
+def cdc_routes(rows: Rows, keys: Sequence[str], entities: Sequence[str | None]) -> list[Row] | None:
+    """The CDC row of one change for each mirror of a table with entities, or None (skipped).
+
+    ``entities`` names each mirror's entity (None: the table's own mirror). The mirror of the
+    change's entity gets the UPSERT of ``{**rows.mirror, **rows.parts}`` (a soft delete's
+    flagged row too), every other mirror a DELETE of the key. A hard delete is a DELETE to
+    every mirror, and so is a soft delete without an old image whose keys name no entity (they
+    cannot tell an item of no entity from one whose rule reads other attributes, such as
+    ``type``). Rows are not yet cut to each mirror's columns.
+    """
+    if rows.mirror is None and rows.change.op != "REMOVE":
+        return None
+    delete = _cdc_delete(rows, keys)
+    known = (
+        rows.entity is not None or rows.change.op != "REMOVE" or rows.change.old_image is not None
+    )
+    if rows.mirror is None or not known:
+        return [delete for _ in entities]
+    seq = rows.change.seq
+    upsert = {
+        **rows.mirror,
+        **(rows.parts or {}),
+        CHANGE_TYPE: "UPSERT",
+        CHANGE_SEQUENCE_NUMBER: seq,
+    }
+    return [upsert if entity == rows.entity else delete for entity in entities]
+
+
+def _cdc_delete(rows: Rows, keys: Sequence[str]) -> Row:
+    key_values = {name: rows.changelog[name] for name in keys}
+    return {**key_values, CHANGE_TYPE: "DELETE", CHANGE_SEQUENCE_NUMBER: rows.change.seq}
 
 
 class StorageWriteWriter:
@@ -284,8 +327,13 @@ class StorageWriteWriter:
 
     def write(self, batch: Sequence[Rows]) -> WriteResult:
         """Append ``batch``; every change not written is in the result's ``failures``."""
+        row_of = functools.partial(cdc_row, keys=self._keys) if self._cdc else _changelog_row
+        return self.write_rows(batch, [row_of(rows) for rows in batch])
+
+    def write_rows(self, batch: Sequence[Rows], rows: Sequence[Row | None]) -> WriteResult:
+        """Append ``rows[i]`` as the row of change ``batch[i]`` (None: skipped, counted)."""
         tally = Tally()
-        pending = [p for i, rows in enumerate(batch) if (p := self._prepare(i, rows, tally))]
+        pending = [p for i, row in enumerate(rows) if (p := self._prepare(i, batch[i], row, tally))]
         for chunk in chunks(
             pending, max_rows=self._max_rows, max_bytes=self._max_bytes, overhead=self._overhead
         ):
@@ -299,8 +347,7 @@ class StorageWriteWriter:
         )
         return types.AppendRowsRequest(write_stream=self._stream, proto_rows=data)
 
-    def _prepare(self, index: int, rows: Rows, tally: Tally) -> Pending | None:
-        row = cdc_row(rows, self._keys) if self._cdc else rows.changelog
+    def _prepare(self, index: int, rows: Rows, row: Row | None, tally: Tally) -> Pending | None:
         if row is None:
             tally.extra["skipped"] = tally.extra.get("skipped", 0) + 1
             return None
@@ -337,3 +384,81 @@ class StorageWriteWriter:
             message = f"AppendRows to {self._stream} failed: {response.error.message}"
             raise _STATUS_ERRORS.get(code, api.Unknown)(message)
         return {}
+
+
+def _changelog_row(rows: Rows) -> Row:
+    return rows.changelog
+
+
+class EntityCdcWriter:
+    """Writes the ``cdc`` mirrors of a table with entities; a :class:`~ddb2bq.contract.Writer`.
+
+    ``mirrors`` are the table's mirrors (:func:`~ddb2bq.bigquery.tables.mirrors_of`: its own
+    first, then one per entity); ``keys`` the key columns. Each change goes to every mirror as
+    :func:`cdc_routes` says, each row cut to its mirror's columns, one
+    :class:`StorageWriteWriter` per mirror. A change fails when any of its rows fails (a
+    retryable failure first: the change comes back whole, and its rows again are harmless).
+
+    Example (with a write client, a configuration, its table names and a layout)::
+
+        writer = EntityCdcWriter(write_client, mirrors_of(config, refs, layout),
+                                 keys=[c.name for c in layout.keys])
+        writer.write(RowBuilder(layout).build_all(changes)).ok  # True
+    """
+
+    def __init__(
+        self,
+        write_client: Any,
+        mirrors: Sequence[ScopedMirror],
+        *,
+        keys: Sequence[str],
+        **options: Any,
+    ) -> None:
+        self._keys = tuple(keys)
+        self._entities = [None if m.scope is None else m.scope.entity for m in mirrors]
+        self._writers: list[tuple[StorageWriteWriter, frozenset[str]]] = []
+        for mirror in mirrors:
+            columns = mirror.columns()
+            writer = StorageWriteWriter(
+                write_client, mirror.ref.path, columns, cdc=True, keys=keys, **options
+            )
+            names = frozenset((*(c.name for c in columns), CHANGE_TYPE, CHANGE_SEQUENCE_NUMBER))
+            self._writers.append((writer, names))
+
+    def write(self, batch: Sequence[Rows]) -> WriteResult:
+        """Append ``batch`` to every mirror; every change not written is in ``failures``."""
+        routes = [cdc_routes(rows, self._keys, self._entities) for rows in batch]
+        results = []
+        for position, (writer, names) in enumerate(self._writers):
+            rows = [None if r is None else _cut(r[position], names) for r in routes]
+            results.append(writer.write_rows(batch, rows))
+        skipped = sum(r is None for r in routes)
+        return _combined(results, len(batch), skipped)
+
+
+def _cut(row: Row, names: frozenset[str]) -> Row:
+    return {name: value for name, value in row.items() if name in names}
+
+
+def _combined(results: Sequence[WriteResult], size: int, skipped: int) -> WriteResult:
+    """One result of a batch written to several mirrors: a change's failures become one, a
+    retryable one first."""
+    failures: dict[int, Failure] = {}
+    for failure in (f for r in results for f in r.failures):
+        if failure.index not in failures or failure.retryable > failures[failure.index].retryable:
+            failures[failure.index] = failure
+    extra: dict[str, int] = {}
+    for result in results:
+        for name, count in result.extra.items():
+            extra[name] = extra.get(name, 0) + count
+    extra.pop("skipped", None)
+    if skipped:
+        extra["skipped"] = skipped
+    return WriteResult(
+        written=size - skipped - len(failures),
+        failures=tuple(failures[i] for i in sorted(failures)),
+        retries=sum(r.retries for r in results),
+        requests=sum(r.requests for r in results),
+        bytes_sent=sum(r.bytes_sent for r in results),
+        extra=extra,
+    )
