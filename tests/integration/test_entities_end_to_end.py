@@ -25,6 +25,7 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 
 from ddb2bq.aws_lambda import Handler
+from ddb2bq.bigquery.factory import pipeline_from_config
 from ddb2bq.bigquery.reclassify import reclassify
 from ddb2bq.bigquery.tables import (
     TableRefs,
@@ -36,8 +37,10 @@ from ddb2bq.bigquery.tables import (
 )
 from ddb2bq.config import Config, load_config
 from ddb2bq.convert import plain_item
+from ddb2bq.dead_letters.replay import DiscardDeadLetters
 from ddb2bq.dynamodb.events import lambda_events
 from ddb2bq.dynamodb.streams import read_records
+from ddb2bq.exceptions import ConfigError
 from ddb2bq.local import REGION, Server
 from tests.integration.aws_lambda.conftest import query, replication_environ
 from tests.strategies import to_event_json
@@ -262,3 +265,27 @@ def test_an_entity_added_later_is_filled_from_the_changelog_alone(
     # ... and a second run finds nothing left to classify
     again = reclassify(bq_client, refs.changes, layout, config_entities(config, layout))
     assert again.classified == 0
+
+
+def test_entities_on_a_changelog_init_has_not_prepared_are_refused_before_any_write(
+    bigquery_server: Server,
+    bq_project: str,
+    bq_client: bigquery.Client,
+    dataset: bigquery.Dataset,
+    tmp_path: Path,
+) -> None:
+    # GIVEN a changelog made by `ddb2bq init` before [[entities]] were configured
+    table = f"shop_{uuid.uuid4().hex[:8]}"
+    environ = replication_environ(
+        bigquery_server, bq_project, dataset.dataset_id, table, tmp_path / "dead-letters"
+    )
+    before = load_config(environ=environ)
+    init_tables(bq_client, before, initial_layout(before, [("pk", "S"), ("sk", "S")]))
+    # WHEN the function starts with entities but init was not run again
+    after = load_config(environ={**environ, "DDB2BQ_ENTITIES": json.dumps([USERS])})
+    with pytest.raises(ConfigError) as refused:
+        pipeline_from_config(after, DiscardDeadLetters(), client=bq_client)
+    # THEN it is refused, naming the changelog and what to run, instead of every row being
+    # refused by BigQuery and dead-lettered
+    assert f"{table}_changes" in str(refused.value)
+    assert "ddb2bq init" in str(refused.value)

@@ -56,7 +56,8 @@ def pipeline_from_config(
     creds = None if config.target.endpoint else _credentials(config, credentials)
     light = client if client is not None else clients.rest_client(config, creds)
     refs = TableRefs.from_config(config, light.project)
-    layout = load_layout(light, refs, soft=config.target.deletes == "soft")
+    soft = config.target.deletes == "soft"
+    layout = load_layout(light, refs, soft=soft, entities=bool(config.entities))
     layout = with_config_entities(config, layout)  # [[entities]] checked here, with the keys
     needs_storage = config.target.writer == "storage_write" or config.target.mirror == "cdc"
     write_client = clients.bigquery_write_client(config, creds) if needs_storage else None

@@ -185,6 +185,7 @@ def load_layout(
     base: TableLayout | None = None,
     *,
     soft: bool = False,
+    entities: bool = False,
 ) -> TableLayout:
     """The layout recorded in the changelog's schema.
 
@@ -193,10 +194,18 @@ def load_layout(
     mode, so that ``ddb2bq merge`` needs no DynamoDB access. Raises ConfigError when the
     changelog does not exist yet: run ``ddb2bq init`` first. ``client`` is the full client or
     the light :class:`~ddb2bq.bigquery.rest.RestClient` (the Lambda's), with the same result.
+    ``entities``: the configuration has ``[[entities]]``, so the changelog must have the
+    ``_entity`` and ``_parts`` columns (else every row would be refused: ConfigError).
     """
     fields = _schema_json(client, refs.changes)
     if fields is None:
         raise ConfigError(f"The changelog table {refs.changes} does not exist; run `ddb2bq init`.")
+    if entities and not set(ENTITY_COLUMNS) <= {str(f.get("name")) for f in fields}:
+        raise ConfigError(
+            f"The changelog table {refs.changes} has no _entity and _parts columns, which "
+            "[[entities]] needs: run `ddb2bq init` (it adds them and classifies the rows "
+            "written before), then start the replication again."
+        )
     return layout_from_schema_json(fields, base or _stored_keys(fields, soft))
 
 
