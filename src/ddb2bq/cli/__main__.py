@@ -1,13 +1,8 @@
-"""``python -m ddb2bq.cli``: the command line."""
+"""``python -m ddb2bq.cli``: the command line, the same as ``python -m ddb2bq``."""
 
 from __future__ import annotations
 
-import sys
+from ddb2bq.__main__ import run
 
 if __name__ == "__main__":
-    try:
-        from ddb2bq.cli.main import main
-    except KeyboardInterrupt:  # Ctrl-C while the modules load: nothing has started yet
-        print("ddb2bq: stopped by Ctrl-C.", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(main())
+    run()
