@@ -35,6 +35,7 @@ from ddb2bq.bigquery.tables import (
     load_layout,
     merge_mirror,
 )
+from ddb2bq.cli.main import main
 from ddb2bq.config import Config, load_config
 from ddb2bq.convert import plain_item
 from ddb2bq.dead_letters.replay import DiscardDeadLetters
@@ -289,3 +290,56 @@ def test_entities_on_a_changelog_init_has_not_prepared_are_refused_before_any_wr
     # refused by BigQuery and dead-lettered
     assert f"{table}_changes" in str(refused.value)
     assert "ddb2bq init" in str(refused.value)
+
+
+def test_the_stream_runner_fills_each_entity_mirror_as_the_handler_does(
+    dynamodb: Any,
+    local_env: dict[str, str],
+    bq_client: bigquery.Client,
+    dataset: bigquery.Dataset,
+    bq_retry: Retry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the single table with users, orders and order lines (NEW_IMAGE stream), and a
+    # configuration with the three entities in [[entities]] (the file, not the environment)
+    table = f"shop_{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )  # fmt: skip
+    write_workload(dynamodb, table)
+    path = tmp_path / "ddb2bq.toml"
+    path.write_text(
+        f'[source]\ntable = "{table}"\n[target]\ndataset = "{dataset.dataset_id}"\n'
+        f'writer = "insert_all"\n[columns]\ntypes = {_inline(TYPES)}\n'
+        f'[dead_letters]\npath = "{tmp_path / "dead-letters"}"\n'
+        f'[runner]\ncheckpoints = "{tmp_path / "state.sqlite"}"\n'
+        + "".join(_entity_toml(e) for e in (USERS, ORDERS, LINES))
+    )
+    monkeypatch.delenv("DDB2BQ_ENTITIES", raising=False)
+    # WHEN `ddb2bq init` and `ddb2bq run --until-caught-up` run
+    assert main(["init", "--config", str(path)]) == 0
+    assert main(["run", "--config", str(path), "--until-caught-up"]) == 0
+    # THEN each entity's mirror equals the table's items of that entity, as through Lambda
+    config = load_config(path, environ=local_env)
+    assert mirror_contents(bq_client, config, bq_retry) == expected_mirrors(dynamodb, table, table)
+
+
+def _inline(values: Mapping[str, str]) -> str:
+    """A TOML inline table of string values."""
+    return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in values.items()) + " }"
+
+
+def _entity_toml(entity: Mapping[str, Any]) -> str:
+    """One ``[[entities]]`` table of ``entity`` (inline tables for match and types)."""
+    lines = [f"name = {json.dumps(entity['name'])}", f"match = {_inline(entity['match'])}"]
+    if entity.get("types"):
+        lines.append(f"types = {_inline(entity['types'])}")
+    lines.append(f"promote = {json.dumps(entity.get('promote', []))}")
+    return "\n[[entities]]\n" + "\n".join(lines) + "\n"
