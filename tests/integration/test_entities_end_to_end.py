@@ -329,6 +329,8 @@ def test_the_stream_runner_fills_each_entity_mirror_as_the_handler_does(
     # THEN each entity's mirror equals the table's items of that entity, as through Lambda
     config = load_config(path, environ=local_env)
     assert mirror_contents(bq_client, config, bq_retry) == expected_mirrors(dynamodb, table, table)
+    # AND `ddb2bq verify` finds the table equal to its mirrors taken together (exit 0)
+    assert main(["verify", "--config", str(path), "--recheck-after", "0"]) == 0
 
 
 def _inline(values: Mapping[str, str]) -> str:

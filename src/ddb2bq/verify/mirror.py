@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ddb2bq.bigquery.sql import DEFAULT_DEADLINE, api_errors, api_retry, param, query_error, quote
+from ddb2bq.bigquery.sql import (
+    DEFAULT_DEADLINE,
+    TableRef,
+    api_errors,
+    api_retry,
+    param,
+    query_error,
+    quote,
+)
 from ddb2bq.bigquery.tables import TableRefs
 from ddb2bq.convert import Conflict, column_converter
 from ddb2bq.records import Item, encode_binary
@@ -59,15 +67,18 @@ def mirror_items(
     key_kinds: Mapping[str, str],
     *,
     page_size: int = PAGE_SIZE,
+    mirrors: Sequence[TableRef] = (),
 ) -> Generator[MirrorItem, None, None]:
     """Every live item of the mirror, streamed page by page (in no order).
 
     ``key_kinds`` maps each key attribute to ``S``, ``N`` or ``B`` (DescribeTable's key schema).
+    ``mirrors``: the tables that together hold the items (with entities, the table's own mirror
+    and one per entity); default ``refs.mirror`` alone.
 
     >>> for row in mirror_items(client, refs, layout, {"pk": "S"}):  # doctest: +SKIP
     ...     print(row.key, row.item)
     """
-    sql = mirror_sql(layout, refs)
+    sql = mirror_sql(layout, refs, mirrors=mirrors)
     rows = _query(client, sql, [], page_size=page_size, deadline=READ_DEADLINE)
     for row in rows:
         yield _mirror_item(row, layout, key_kinds)
@@ -79,9 +90,11 @@ def mirror_items_for_keys(
     layout: TableLayout,
     key_kinds: Mapping[str, str],
     keys: Sequence[Item],
+    *,
+    mirrors: Sequence[TableRef] = (),
 ) -> list[MirrorItem]:
     """The live mirror rows of ``keys`` (DynamoDB JSON, B as base64 text or ``bytes``): one
-    keyed query; a key the mirror holds twice comes back twice."""
+    keyed query; a key the mirrors hold twice comes back twice."""
     params: list[bigquery.ScalarQueryParameter] = []
     matches = []
     for number, key in enumerate(keys):
@@ -90,15 +103,17 @@ def mirror_items_for_keys(
             matches.append(terms)
     if not matches:
         return []
-    sql = mirror_sql(layout, refs, where=" OR ".join(matches))
+    sql = mirror_sql(layout, refs, where=" OR ".join(matches), mirrors=mirrors)
     rows = _query(client, sql, params, page_size=PAGE_SIZE, deadline=DEFAULT_DEADLINE)
     return [_mirror_item(row, layout, key_kinds) for row in rows]
 
 
-def mirror_sql(layout: TableLayout, refs: TableRefs, *, where: str = "") -> str:
+def mirror_sql(
+    layout: TableLayout, refs: TableRefs, *, where: str = "", mirrors: Sequence[TableRef] = ()
+) -> str:
     """The query of the mirror's live rows with their changelog image: key columns as
     ``_k0``, ``_k1``, the image as ``_image``; ``where`` (a condition on the key columns)
-    restricts both tables to some keys.
+    restricts both tables to some keys; ``mirrors`` (default ``refs.mirror``) are read as one.
 
     >>> from ddb2bq.bigquery.sql import TableRef
     >>> from ddb2bq.schema import build_layout
@@ -121,9 +136,12 @@ def mirror_sql(layout: TableLayout, refs: TableRefs, *, where: str = "") -> str:
     keys = ", ".join(quote(c.name) for c in layout.keys)
     live = " AND `_deleted` IS NOT TRUE" if layout.soft_deletes else ""
     restrict = f" AND ({where})" if where else ""
+    union = "\n  UNION ALL\n".join(
+        f"  SELECT {selected}, `_seq` AS `_s` FROM {ref.sql}\n  WHERE TRUE{live}{restrict}"
+        for ref in (mirrors or (refs.mirror,))
+    )
     return (
-        f"WITH `_mirror` AS (\n  SELECT {selected}, `_seq` AS `_s` FROM {refs.mirror.sql}\n"
-        f"  WHERE TRUE{live}{restrict}\n"
+        f"WITH `_mirror` AS (\n{union}\n"
         f"), `_images` AS (\n"
         f"  SELECT {selected}, `seq` AS `_s`, `new_image` AS `_image` FROM {refs.changes.sql}\n"
         f"  WHERE `new_image` IS NOT NULL{restrict}\n"

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ddb2bq.bigquery.mirror import DEFAULT_MAX_STALENESS_MINUTES
-from ddb2bq.bigquery.sql import api_error, api_errors, api_retry
-from ddb2bq.bigquery.tables import TableRefs, load_layout
+from ddb2bq.bigquery.sql import TableRef, api_error, api_errors, api_retry
+from ddb2bq.bigquery.tables import TableRefs, load_layout, mirrors_of
 from ddb2bq.config import Config
 from ddb2bq.dynamodb.connect import aws_errors
 from ddb2bq.dynamodb.tables import describe_key_schema
@@ -203,6 +203,8 @@ class _Sides:
     refs: TableRefs
     layout: TableLayout
     key_kinds: dict[str, str]
+    mirrors: tuple[TableRef, ...] = ()
+    """The tables holding the items: the table's own mirror, and one per entity."""
 
     @classmethod
     def open(
@@ -222,7 +224,8 @@ class _Sides:
                 f"The changelog {refs.changes} is keyed by {list(layout.key_names)}, but the "
                 f"DynamoDB table {table!r} by {names}: check [source] table and [target]."
             )
-        return cls(config, dynamodb, client, options, refs, layout, dict(key_schema))
+        mirrors = tuple(m.ref for m in mirrors_of(config, refs, layout))
+        return cls(config, dynamodb, client, options, refs, layout, dict(key_schema), mirrors)
 
     def compare(
         self, folder: Path, sample: _Sample, report: VerifyReport
@@ -285,7 +288,12 @@ class _Sides:
         self, buckets: Buckets, sample: _Sample, stop: threading.Event, progress: _Progress
     ) -> None:
         rows = mirror_items(
-            self.client, self.refs, self.layout, self.key_kinds, page_size=self.options.page_size
+            self.client,
+            self.refs,
+            self.layout,
+            self.key_kinds,
+            page_size=self.options.page_size,
+            mirrors=self.mirrors,
         )
         try:
             with contextlib.closing(rows):
@@ -306,7 +314,9 @@ class _Sides:
             return get_items(self.dynamodb, self.config.source.table, keys)
 
     def _mirror_rows(self, keys: Sequence[Item]) -> list[Any]:
-        return mirror_items_for_keys(self.client, self.refs, self.layout, self.key_kinds, keys)
+        return mirror_items_for_keys(
+            self.client, self.refs, self.layout, self.key_kinds, keys, mirrors=self.mirrors
+        )
 
 
 class _Progress:
