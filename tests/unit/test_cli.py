@@ -337,3 +337,31 @@ def test_convert_refuses_a_column_type_for_an_attribute_init_would_never_make(
     assert "'status'" in ran.err
     assert "[columns] promote" in ran.err
     assert ran.out == ""
+
+
+def test_convert_shows_the_entity_and_typed_parts_each_record_becomes(tmp_path: Path) -> None:
+    # GIVEN a single-table configuration with an orders entity, and a Scan page holding an
+    # order, a profile (of no entity) and an order whose id is not a canonical INT64
+    config = tmp_path / "ddb2bq.toml"
+    config.write_text(
+        '[source]\ntable = "shop"\nkeys = ["pk", "sk"]\n\n[[entities]]\nname = "orders"\n'
+        'match = { pk = "USER#{user_id}", sk = "ORDER#{order_id}" }\n'
+        'types = { order_id = "INT64" }\n'
+    )
+    items = [
+        ("USER#42", "ORDER#9223372036854775807"),
+        ("USER#42", "PROFILE"),
+        ("USER#1", "ORDER#07"),
+    ]
+    scan = json.dumps({"Items": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in items]})
+    # WHEN convert runs on it
+    ran = run_cli("convert", "--from", "scan", "--config", str(config), stdin=scan.encode())
+    # THEN each line says the entity and its typed parts (exact), in the changelog row too
+    assert ran.code == 0, ran.err
+    lines = [json.loads(line) for line in ran.out.splitlines()]
+    assert [(line["entity"], line["parts"]) for line in lines] == [
+        ("orders", {"user_id": "42", "order_id": 9223372036854775807}),
+        (None, None),
+        (None, None),
+    ]
+    assert lines[0]["changelog"]["_entity"] == "orders"
