@@ -39,7 +39,7 @@ from typing import IO, Any, Literal, Protocol, TypedDict
 
 from ddb2bq.config import Config, check_function_config, load_config
 from ddb2bq.contract import Deadline, deadline_scope
-from ddb2bq.credentials import CredentialsProvider, provider_for
+from ddb2bq.credentials import CredentialsProvider
 from ddb2bq.exceptions import ConfigError, RecordError, RetryableError
 from ddb2bq.observability import (
     batch_metrics,
@@ -164,7 +164,9 @@ class Handler:
 
     def __post_init__(self) -> None:
         if self.credentials is None:
-            self.credentials = provider_for(self.config)
+            self.credentials = CredentialsProvider(
+                self.config.google
+            )  # the function's region: AWS_REGION
 
     def __call__(self, event: StreamEvent, context: LambdaContext | None = None) -> BatchResponse:
         """Handle one batch; the response is new on every call."""

@@ -239,8 +239,9 @@ def _parse_json_quietly(value: str | bytes) -> Any:
 def provider_for(
     config: Config, *, secrets_client_factory: SecretsClientFactory | None = None
 ) -> CredentialsProvider:
-    """The provider of ``config``'s [google] credentials, reading a Secrets Manager secret in
-    ``[source] region`` unless the secret's ARN names its own."""
+    """The command line's provider of ``config``'s [google] credentials, reading a Secrets
+    Manager secret in ``[source] region`` unless the secret's ARN names its own. (The Lambda
+    function reads it in its own region, ``AWS_REGION``, as boto3 does.)"""
     return CredentialsProvider(
         config.google,
         region=config.source.region or None,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
@@ -382,6 +383,9 @@ def no_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # boto3's default session keeps the credentials it found first (an earlier test's, in one
+    # pytest process): start from none, as a fresh process does
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
 @pytest.mark.parametrize(
