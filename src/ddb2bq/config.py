@@ -91,6 +91,7 @@ class TargetConfig:
     location: str = "US"
     mirror: MirrorMode = "view"
     deletes: DeleteMode = "hard"
+    old_images: bool = False
     writer: WriterKind = "storage_write"
     endpoint: str | None = None
     grpc_endpoint: str | None = None

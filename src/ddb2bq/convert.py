@@ -30,32 +30,49 @@ number's value, so ``1.50`` is the number 1.5 in ``item``. The changelog keeps t
 from __future__ import annotations
 
 import base64
-import re
+import binascii
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from ddb2bq.exceptions import ConversionError
+from ddb2bq.numeric import (
+    SIMPLE_MAX,
+    BadValueError,
+    decimal_of,
+    decimal_text,
+    json_number,
+    number_json,
+    number_kind,
+    parse_number,
+    short_fraction,
+    simple_decimal,
+    simple_number_json,
+    widen,
+)
 from ddb2bq.records import AttributeValue, Item, quote_value
 
+__all__ = [
+    "Conflict",
+    "column_converter",
+    "column_value",
+    "decimal_text",
+    "lean_item",
+    "number_json",
+    "number_kind",
+    "parse_number",
+    "plain",
+    "plain_item",
+    "widen",
+]
+
 JsonValue = Any
-# sign, whole digits, fraction digits, exponent; possessive (no backtracking: linear on any text)
-_NUMBER = re.compile(r"(-?)([0-9]*+)(?:\.([0-9]*+))?+(?:[eE]([+-]?[0-9]++))?+")
-MAX_DIGITS = 38  # DynamoDB numbers: up to 38 significant digits, and
-MIN_ADJUSTED, MAX_ADJUSTED = -130, 125  # magnitudes from 1E-130 to 9.99...E+125 (or zero)
+JsonObject = dict[str, JsonValue]
+Types = dict[str, Any] | None
+"""A type sidecar (see :func:`lean_item`): member -> tag, or member -> the sidecar inside it."""
+_TAGGED = frozenset(("B", "SS", "NS", "BS"))  # values whose plain JSON does not tell their type
 MAX_NESTING = 32  # DynamoDB nests maps and lists at most 32 levels deep
-_DOMAIN = "38 significant digits, magnitudes 1E-130 to 9.99...E+125"
-_SAFE_INTEGER = 2**53
-_SIMPLE_MAX = 64  # longest number text taken by the fast paths (values within 1E-63..1E+64)
-# At most 15 digits and not an integer: its float is exact (see _simple_number_json).
-_short_fraction = re.compile(r"-?[0-9]+\.[0-9]*[1-9]").fullmatch
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-NUMERIC_INTEGER_DIGITS, NUMERIC_SCALE = 29, 9
-BIGNUMERIC_SCALE = 38
-# BIGNUMERIC holds values in [-2**255 / 10**38, (2**255 - 1) / 10**38].
-_BIGNUMERIC_MAX_SCALED = 2**255 - 1
 
 
 class Conflict:
@@ -70,15 +87,37 @@ class Conflict:
         return f"Conflict({self.reason!r})"
 
 
-def plain_item(item: Item) -> dict[str, JsonValue]:
+def plain_item(item: Item) -> JsonObject:
     """Convert a whole item to plain JSON values.
 
     >>> plain_item({"id": {"S": "a"}, "n": {"N": "1.50"}, "tags": {"SS": ["b", "a"]}})
     {'id': 'a', 'n': 1.5, 'tags': ['a', 'b']}
     """
+    return lean_item(item)[0]
+
+
+def lean_item(item: Item) -> tuple[JsonObject, Types]:
+    """A whole item as plain JSON values and its type sidecar, in one pass: the changelog's
+    lossless form of an image (:func:`ddb2bq.images.dynamodb_item` is the way back).
+
+    The sidecar tags exactly the values whose plain JSON does not say their DynamoDB type:
+    sets (``SS``, ``NS``, ``BS``: arrays in ``item``), binary (``B``: base64 text) and numbers
+    kept as text (``N``: the exact decimal, when no JSON number holds it). Inside a map its
+    members are tagged by name, inside a list by index (as text); None when nothing needs a tag.
+
+    >>> lean_item({"id": {"S": "a"}, "tags": {"SS": ["b", "a"]}, "m": {"M": {"big": {"N": "1" * 20}}},
+    ...            "l": {"L": [{"S": "x"}, {"B": "AA=="}]}})
+    ({'id': 'a', 'tags': ['a', 'b'], 'm': {'big': '11111111111111111111'}, 'l': ['x', 'AA==']}, \
+{'tags': 'SS', 'm': {'big': 'N'}, 'l': {'1': 'B'}})
+    >>> lean_item({"id": {"S": "a"}, "n": {"N": "1.5"}})
+    ({'id': 'a', 'n': 1.5}, None)
+
+    This is the one function a compiled implementation would replace: image in, ``item`` and
+    sidecar out, ConversionError naming the attribute path on a value DynamoDB cannot hold.
+    """
     try:
-        return _plain_members(item)
-    except _BadValueError as exc:
+        return _lean_members(item)
+    except BadValueError as exc:
         raise ConversionError(exc.message, path=exc.path) from None
 
 
@@ -86,187 +125,8 @@ def plain(value: AttributeValue) -> JsonValue:
     """Convert one attribute value to its plain JSON value (see the table above)."""
     try:
         return _PLAIN[_tag(value)](value)
-    except _BadValueError as exc:
+    except BadValueError as exc:
         raise ConversionError(exc.message, path=exc.path) from None
-
-
-def number_json(text: str) -> int | float | str:
-    """A DynamoDB number as a JSON value: an int or float when exact, else the decimal text.
-
-    >>> number_json("12"), number_json("0.1"), number_json("1E+125"), number_json("0.1000000000000000000001")
-    (12, 0.1, 1e+125, '0.1000000000000000000001')
-    """
-    try:
-        return _number_json(text)
-    except _BadValueError as exc:
-        raise ConversionError(exc.message) from None
-
-
-def _number_json(text: str) -> int | float | str:
-    if type(text) is not str or not text.isascii():
-        raise _BadValueError(f"{_short(text)} is not a DynamoDB number")
-    if len(text) < 16 and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
-        return int(text)
-    if type(text) is str and len(text) <= _SIMPLE_MAX and text.isascii():
-        if len(text) <= 16 and _short_fraction(text) is not None:
-            return float(text)
-        simple = _simple_number_json(text)
-        if simple is not None:
-            return simple
-    return _exact_number_json(text)
-
-
-def _simple_number_json(text: str) -> int | float | str | None:
-    """:func:`_number_json` of ASCII positional text (``-?D+(.D+)?``) without ``decimal``;
-    None for any other shape, or when only the exact check can tell.
-
-    Sound because: a decimal of at most 15 significant digits survives the float64 round
-    trip (DBL_DIG), and none of more than 17 does (``repr`` of a float has at most 17).
-    ``_SIMPLE_MAX`` keeps values far inside float64's normal range.
-    """
-    negative = text[:1] == "-"
-    whole, dot, fraction = (text[1:] if negative else text).partition(".")
-    if not whole.isdigit() or (dot and not fraction.isdigit()):
-        return None
-    if not fraction.rstrip("0"):
-        whole_number = int(whole)
-        if whole_number <= _SAFE_INTEGER:
-            return -whole_number if negative else whole_number
-        significant = len(whole.strip("0"))
-    else:
-        significant = len((whole + fraction).strip("0"))
-    if significant <= 15:
-        return float(text)
-    if significant > 17:
-        if significant > MAX_DIGITS:
-            raise _BadValueError(_too_many_digits(text, significant))
-        return text
-    if not fraction.rstrip("0"):
-        return None
-    as_float = float(text)
-    # the same text is the same value; else only the exact comparison can tell
-    if repr(as_float) == text or Decimal(repr(as_float)) == Decimal(text):
-        return as_float
-    return text
-
-
-def _exact_number_json(text: str) -> int | float | str:
-    value = _parse_number(text)
-    if value.adjusted() < 17 and value == value.to_integral_value():
-        whole = int(value)
-        if -_SAFE_INTEGER <= whole <= _SAFE_INTEGER:
-            return whole
-    as_float = float(value)
-    if Decimal(repr(as_float)) == value:
-        return as_float
-    return text
-
-
-def parse_number(text: str) -> Decimal:
-    """Parse DynamoDB number text exactly; raise ConversionError on text that is not a number."""
-    try:
-        return _parse_number(text)
-    except _BadValueError as exc:
-        raise ConversionError(exc.message) from None
-
-
-def _parse_number(text: Any) -> Decimal:
-    parts = _NUMBER.fullmatch(text) if type(text) is str else None
-    if parts is None or not (parts[2] or parts[3]):
-        raise _BadValueError(f"{_short(text)} is not a DynamoDB number")
-    _check_domain(text, parts[2], parts[3] or "", parts[4])
-    return Decimal(text)
-
-
-def _check_domain(text: str, whole: str, fraction: str, exponent: str | None) -> None:
-    """Refuse number text outside DynamoDB's domain, from its digits and exponent alone."""
-    if exponent is not None and len(exponent.lstrip("+-").lstrip("0")) > 9:
-        raise _out_of_range(text)  # far beyond the range (and int() may refuse it)
-    digits = whole + fraction
-    leading = len(digits) - len(digits.lstrip("0"))
-    if leading == len(digits):
-        return  # zero, whatever its exponent
-    significant = len(digits.strip("0"))
-    if significant > MAX_DIGITS:
-        raise _BadValueError(_too_many_digits(text, significant))
-    adjusted = int(exponent or 0) + len(whole) - leading - 1  # the first digit's power of ten
-    if not MIN_ADJUSTED <= adjusted <= MAX_ADJUSTED:
-        raise _out_of_range(text)
-
-
-def _out_of_range(text: str) -> _BadValueError:
-    return _BadValueError(f"{_short(text)} is outside DynamoDB's number range ({_DOMAIN})")
-
-
-def _too_many_digits(text: str, significant: int) -> str:
-    return (
-        f"{_short(text)} has {significant} significant digits; "
-        f"DynamoDB numbers have at most {MAX_DIGITS}"
-    )
-
-
-def _significant(value: Decimal) -> tuple[int, str, int]:
-    """``(sign, digits, exponent)`` with no leading zeros and no trailing zeros after the point."""
-    sign, digit_tuple, exponent = value.as_tuple()
-    assert isinstance(exponent, int)
-    digits = "".join(map(str, digit_tuple)).lstrip("0")
-    if not digits:
-        return 0, "", 0
-    stripped = digits.rstrip("0")
-    removable = min(len(digits) - len(stripped), max(0, -exponent))
-    return sign, digits[: len(digits) - removable], exponent + removable
-
-
-def decimal_text(value: Decimal) -> str:
-    """The exact positional decimal text of ``value``, without exponent or trailing zeros.
-
-    >>> decimal_text(Decimal("1.500")), decimal_text(Decimal("1E+3")), decimal_text(Decimal("-0"))
-    ('1.5', '1000', '0')
-    """
-    sign, digits, exponent = _significant(value)
-    if not digits:
-        return "0"
-    if exponent >= 0:
-        body = digits + "0" * exponent
-    elif -exponent >= len(digits):
-        body = "0." + "0" * (-exponent - len(digits)) + digits
-    else:
-        body = digits[:exponent] + "." + digits[exponent:]
-    return ("-" if sign else "") + body
-
-
-def number_kind(value: Decimal) -> str:
-    """The narrowest BigQuery type holding ``value`` exactly: INT64, NUMERIC, BIGNUMERIC or STRING.
-
-    >>> [number_kind(Decimal(t)) for t in ("-9223372036854775808", "0.5", "1E-30", "1E+125")]
-    ['INT64', 'NUMERIC', 'BIGNUMERIC', 'STRING']
-    """
-    sign, digits, exponent = _significant(value)
-    if not digits:
-        return "INT64"
-    scale = max(0, -exponent)
-    integer_digits = max(0, len(digits) + exponent)
-    if scale == 0 and integer_digits <= 19:
-        whole = int(digits) * 10**exponent
-        if INT64_MIN <= (-whole if sign else whole) <= INT64_MAX:
-            return "INT64"
-    if scale <= NUMERIC_SCALE and integer_digits <= NUMERIC_INTEGER_DIGITS:
-        return "NUMERIC"
-    if scale <= BIGNUMERIC_SCALE and integer_digits <= 39:
-        scaled = int(digits) * 10 ** (BIGNUMERIC_SCALE + exponent)
-        if scaled <= _BIGNUMERIC_MAX_SCALED + sign:
-            return "BIGNUMERIC"
-    return "STRING"
-
-
-_NUMERIC_ORDER = {"INT64": 0, "NUMERIC": 1, "BIGNUMERIC": 2, "STRING": 3}
-
-
-def widen(current: str | None, kind: str) -> str:
-    """The wider of two numeric column types (INT64 -> NUMERIC -> BIGNUMERIC -> STRING)."""
-    if current is None:
-        return kind
-    return current if _NUMERIC_ORDER[current] >= _NUMERIC_ORDER[kind] else kind
 
 
 def column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflict:
@@ -280,7 +140,7 @@ def column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflic
     """
     try:
         return _column_value(value, column_type)
-    except _BadValueError as exc:
+    except BadValueError as exc:
         raise ConversionError(exc.message, path=exc.path) from None
 
 
@@ -316,8 +176,8 @@ def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue |
         def number_column(value: AttributeValue) -> JsonValue | Conflict:
             if type(value) is dict and len(value) == 1 and "N" in value:
                 raw = value["N"]
-                if type(raw) is str and len(raw) <= _SIMPLE_MAX and raw.isascii():
-                    simple = _simple_decimal(raw)
+                if type(raw) is str and len(raw) <= SIMPLE_MAX and raw.isascii():
+                    simple = simple_decimal(raw)
                     if simple is not None:
                         if simple[1] in fits:
                             return simple[0]
@@ -338,20 +198,20 @@ def _json_text(value: JsonValue) -> str:
     try:
         return orjson.dumps(value).decode()
     except TypeError as exc:  # e.g. text with a lone surrogate, which JSON input can spell
-        raise _BadValueError(f"the value cannot be written as JSON: {exc}") from exc
+        raise BadValueError(f"the value cannot be written as JSON: {exc}") from exc
 
 
 def _scalar_column_value(tag: str, value: AttributeValue, column_type: str) -> JsonValue | Conflict:
     raw = value[tag]
     if tag == "N" and column_type in ("INT64", "NUMERIC", "BIGNUMERIC", "STRING"):
-        if type(raw) is str and raw.isascii() and len(raw) <= _SIMPLE_MAX:
-            simple = _simple_decimal(raw)
+        if type(raw) is str and raw.isascii() and len(raw) <= SIMPLE_MAX:
+            simple = simple_decimal(raw)
             if simple is not None:
                 text, kind = simple
                 if column_type == "STRING" or widen(kind, column_type) == column_type:
                     return text
                 return Conflict(f"{raw} does not fit a {column_type} column")
-        number = _parse_number(raw)
+        number = decimal_of(raw)
         if column_type == "STRING" or widen(number_kind(number), column_type) == column_type:
             return decimal_text(number)
         return Conflict(f"{raw} does not fit a {column_type} column")
@@ -360,37 +220,8 @@ def _scalar_column_value(tag: str, value: AttributeValue, column_type: str) -> J
     return Conflict(f"a {tag} value does not fit a {column_type} column")
 
 
-def _simple_decimal(raw: str) -> tuple[str, str] | None:
-    """``(decimal_text, number_kind)`` of ASCII positional text (``-?D+(.D+)?``) that is an
-    INT64 or a NUMERIC, without ``decimal``; None for anything else."""
-    negative = raw[:1] == "-"
-    whole, dot, fraction = (raw[1:] if negative else raw).partition(".")
-    if not whole.isdigit() or (dot and not fraction.isdigit()):
-        return None
-    whole, fraction = whole.lstrip("0"), fraction.rstrip("0")
-    if not whole and not fraction:
-        return "0", "INT64"
-    text = f"{whole or '0'}.{fraction}" if fraction else whole
-    if negative:
-        text = "-" + text
-    if not fraction and len(whole) <= 19 and int(whole) <= (-INT64_MIN if negative else INT64_MAX):
-        return text, "INT64"
-    if len(fraction) <= NUMERIC_SCALE and len(whole) <= NUMERIC_INTEGER_DIGITS:
-        return text, "NUMERIC"
-    return None
-
-
 _SCALAR_FITS = frozenset({("S", "STRING"), ("B", "BYTES"), ("BOOL", "BOOL")})
 _SET_ELEMENT = {"SS": "S", "NS": "N", "BS": "B"}
-
-
-class _BadValueError(Exception):
-    """A value error inside the recursive conversion; ``path`` grows as it unwinds."""
-
-    def __init__(self, message: str, path: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.path = path
 
 
 def _join(name: str, inner: str) -> str:
@@ -404,24 +235,20 @@ def _tag(value: Any) -> str:
         for tag in value:
             if tag in _PLAIN:
                 return str(tag)
-    raise _BadValueError(
-        f"{_short(value)} is not a DynamoDB attribute value (one of {', '.join(_PLAIN)})"
+    raise BadValueError(
+        f"{quote_value(value)} is not a DynamoDB attribute value (one of {', '.join(_PLAIN)})"
     )
-
-
-def _short(value: Any) -> str:
-    return quote_value(value)
 
 
 def _string(value: AttributeValue) -> JsonValue:
     text = value["S"]
     if type(text) is not str:
-        raise _BadValueError(f"S value {_short(text)} is not a string")
+        raise BadValueError(f"S value {quote_value(text)} is not a string")
     return text
 
 
 def _number(value: AttributeValue) -> JsonValue:
-    return _number_json(value["N"])
+    return json_number(value["N"])
 
 
 def _binary(value: AttributeValue) -> JsonValue:
@@ -430,18 +257,18 @@ def _binary(value: AttributeValue) -> JsonValue:
 
 def _check_base64(text: Any) -> str:
     if type(text) is not str:
-        raise _BadValueError(f"B value {_short(text)} is not base64 text")
-    try:
-        base64.b64decode(text, validate=True)
+        raise BadValueError(f"B value {quote_value(text)} is not base64 text")
+    try:  # strict: only the alphabet, padding only at the end (base64.b64decode's validate=True)
+        binascii.a2b_base64(text, strict_mode=True)
     except ValueError as exc:
-        raise _BadValueError(f"B value {_short(text)} is not valid base64") from exc
+        raise BadValueError(f"B value {quote_value(text)} is not valid base64") from exc
     return text
 
 
 def _bool(value: AttributeValue) -> JsonValue:
     flag = value["BOOL"]
     if type(flag) is not bool:
-        raise _BadValueError(f"BOOL value {_short(flag)} is not true or false")
+        raise BadValueError(f"BOOL value {quote_value(flag)} is not true or false")
     return flag
 
 
@@ -451,14 +278,14 @@ def _null(value: AttributeValue) -> JsonValue:
 
 def _sorted_set(tag: str, members: Any) -> list[Any]:
     if type(members) is not list:
-        raise _BadValueError(f"{tag} value {_short(members)} is not a list")
+        raise BadValueError(f"{tag} value {quote_value(members)} is not a list")
     if tag == "NS":
-        return sorted(members, key=_parse_number)
+        return sorted(members, key=decimal_of)
     if tag == "BS":
         return sorted(members, key=lambda m: base64.b64decode(_check_base64(m)))
     for member in members:
         if type(member) is not str:
-            raise _BadValueError(f"SS member {_short(member)} is not a string")
+            raise BadValueError(f"SS member {quote_value(member)} is not a string")
     return sorted(members)
 
 
@@ -469,16 +296,20 @@ def _string_set(value: AttributeValue) -> JsonValue:
 def _number_set(value: AttributeValue) -> JsonValue:
     members = value["NS"]
     if type(members) is list:
-        simple = [
-            _simple_number_json(m)
-            if type(m) is str and m.isascii() and len(m) <= _SIMPLE_MAX
-            else None
-            for m in members
-        ]
+        simple = [_set_member(m) for m in members]
         # exact int/float values sort as their decimals do; equal ones convert alike
         if all(type(v) is int or type(v) is float for v in simple):
             return sorted(simple)
-    return [_number_json(m) for m in _sorted_set("NS", members)]
+    return [json_number(m) for m in _sorted_set("NS", members)]
+
+
+def _set_member(member: Any) -> int | float | str | None:
+    """A number set's member as :func:`simple_number_json` gives it, small integers first."""
+    if type(member) is not str or not member.isascii() or len(member) > SIMPLE_MAX:
+        return None
+    if len(member) < 16 and (member.isdigit() or (member[:1] == "-" and member[1:].isdigit())):
+        return int(member)
+    return simple_number_json(member)
 
 
 def _binary_set(value: AttributeValue) -> JsonValue:
@@ -490,30 +321,33 @@ def _binary_set(value: AttributeValue) -> JsonValue:
 def _map(value: AttributeValue) -> JsonValue:
     members = value["M"]
     if type(members) is not dict:
-        raise _BadValueError(f"M value {_short(members)} is not an object")
-    return _plain_members(members, 1)
+        raise BadValueError(f"M value {quote_value(members)} is not an object")
+    return _lean_members(members, 1)[0]
 
 
 def _list(value: AttributeValue) -> JsonValue:
     members = value["L"]
     if type(members) is not list:
-        raise _BadValueError(f"L value {_short(members)} is not a list")
-    return _plain_list(members, 1)
+        raise BadValueError(f"L value {quote_value(members)} is not a list")
+    return _lean_list(members, 1)[0]
 
 
-def _too_deep() -> _BadValueError:
-    return _BadValueError(
+def _too_deep() -> BadValueError:
+    return BadValueError(
         f"the value is nested more than {MAX_NESTING} levels deep, which DynamoDB does not allow"
     )
 
 
 # The two loops below are the hot path (most of the time of a batch): the common tags (S, N,
 # M, L, BOOL, NULL) with well-typed contents are converted inline, without a call per value;
-# anything else goes through the dispatch table ``_PLAIN``, which also raises every error.
-def _plain_members(members: Mapping[str, Any], depth: int = 0) -> dict[str, JsonValue]:
+# anything else goes through the dispatch table ``_PLAIN``, which also raises every error. Each
+# also returns the value's type sidecar (see :func:`lean_item`), None when nothing needs a tag,
+# built only when something does.
+def _lean_members(members: Mapping[str, Any], depth: int = 0) -> tuple[JsonObject, Types]:
     if depth > MAX_NESTING:
         raise _too_deep()
-    out: dict[str, JsonValue] = {}
+    out: JsonObject = {}
+    types: dict[str, Any] | None = None
     name = ""
     try:
         for name, value in members.items():
@@ -527,18 +361,24 @@ def _plain_members(members: Mapping[str, Any], depth: int = 0) -> dict[str, Json
                     if type(raw) is str:
                         if len(raw) < 16 and raw.isascii() and raw.isdigit():
                             out[name] = int(raw)
-                        elif len(raw) <= 16 and _short_fraction(raw) is not None:
+                        elif len(raw) <= 16 and short_fraction(raw) is not None:
                             out[name] = float(raw)
                         else:
-                            out[name] = _number_json(raw)
+                            number = out[name] = json_number(raw)
+                            if type(number) is str:
+                                types = _tagged(types, name, "N")
                         continue
                 elif tag == "M":
                     if type(raw) is dict:
-                        out[name] = _plain_members(raw, depth + 1)
+                        out[name], inner = _lean_members(raw, depth + 1)
+                        if inner is not None:
+                            types = _tagged(types, name, inner)
                         continue
                 elif tag == "L":
                     if type(raw) is list:
-                        out[name] = _plain_list(raw, depth + 1)
+                        out[name], inner = _lean_list(raw, depth + 1)
+                        if inner is not None:
+                            types = _tagged(types, name, inner)
                         continue
                 elif tag == "BOOL":
                     if type(raw) is bool:
@@ -547,16 +387,21 @@ def _plain_members(members: Mapping[str, Any], depth: int = 0) -> dict[str, Json
                 elif tag == "NULL":
                     out[name] = None
                     continue
-            out[name] = _PLAIN[_tag(value)](value)
-    except _BadValueError as exc:
-        raise _BadValueError(exc.message, _join(name, exc.path)) from None
-    return out
+                elif tag in _TAGGED:
+                    out[name] = _PLAIN[tag](value)
+                    types = _tagged(types, name, tag)
+                    continue
+            out[name] = _PLAIN[_tag(value)](value)  # raises: no well-formed value is left
+    except BadValueError as exc:
+        raise BadValueError(exc.message, _join(name, exc.path)) from None
+    return out, types
 
 
-def _plain_list(members: list[Any], depth: int) -> list[JsonValue]:
+def _lean_list(members: list[Any], depth: int) -> tuple[list[JsonValue], Types]:
     if depth > MAX_NESTING:
         raise _too_deep()
     out: list[JsonValue] = []
+    types: dict[str, Any] | None = None
     try:
         for value in members:
             if type(value) is dict and len(value) == 1:
@@ -569,23 +414,46 @@ def _plain_list(members: list[Any], depth: int) -> list[JsonValue]:
                     if type(raw) is str:
                         if len(raw) < 16 and raw.isascii() and raw.isdigit():
                             out.append(int(raw))
-                        elif len(raw) <= 16 and _short_fraction(raw) is not None:
+                        elif len(raw) <= 16 and short_fraction(raw) is not None:
                             out.append(float(raw))
                         else:
-                            out.append(_number_json(raw))
+                            number = json_number(raw)
+                            if type(number) is str:
+                                types = _tagged(types, str(len(out)), "N")
+                            out.append(number)
                         continue
                 elif tag == "M":
                     if type(raw) is dict:
-                        out.append(_plain_members(raw, depth + 1))
+                        member, inner = _lean_members(raw, depth + 1)
+                        if inner is not None:
+                            types = _tagged(types, str(len(out)), inner)
+                        out.append(member)
                         continue
-                elif tag == "L" and type(raw) is list:
-                    out.append(_plain_list(raw, depth + 1))
+                elif tag == "L":
+                    if type(raw) is list:
+                        listed, inner = _lean_list(raw, depth + 1)
+                        if inner is not None:
+                            types = _tagged(types, str(len(out)), inner)
+                        out.append(listed)
+                        continue
+                elif tag in _TAGGED:
+                    converted = _PLAIN[tag](value)
+                    types = _tagged(types, str(len(out)), tag)
+                    out.append(converted)
                     continue
             out.append(_PLAIN[_tag(value)](value))
-    except _BadValueError as exc:
+    except BadValueError as exc:
         # ``out`` holds exactly the members before the one that failed
-        raise _BadValueError(exc.message, _join(f"[{len(out)}]", exc.path)) from None
-    return out
+        raise BadValueError(exc.message, _join(f"[{len(out)}]", exc.path)) from None
+    return out, types
+
+
+def _tagged(types: dict[str, Any] | None, member: str, tag: Any) -> dict[str, Any]:
+    """``types`` with ``member`` (a name, or a list index as text) tagged ``tag``."""
+    if types is None:
+        return {member: tag}
+    types[member] = tag
+    return types
 
 
 _PLAIN: dict[str, Callable[[AttributeValue], JsonValue]] = {

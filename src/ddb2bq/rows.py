@@ -4,9 +4,13 @@ Both rows are plain dicts keyed by column name, with values as BigQuery's JSON A
 TIMESTAMP as RFC 3339 text in UTC, JSON columns as JSON text, NUMERIC/BIGNUMERIC as exact
 decimal text, BYTES as base64 text, ARRAY columns as lists.
 
-The changelog row carries, beside the lossless DynamoDB-typed ``new_image``/``old_image``, the
-converted ``item`` and promoted columns of the new image, so that the ``view`` and ``merge``
-mirrors are plain SQL over the changelog and never re-convert values in SQL.
+The changelog row is lean and lossless: the new image once, as the plain ``item`` analysts query,
+with ``item_types``, the DynamoDB types plain JSON cannot tell (:func:`ddb2bq.convert.lean_item`;
+:mod:`ddb2bq.images` reads it back), and the promoted columns, so that the ``view`` and ``merge``
+mirrors are plain SQL over the changelog and never re-convert values in SQL. The old image only
+with ``[target] old_images = true`` (``old_item``, ``old_item_types``): the key's previous change
+holds it already. A changelog made before the lean row keeps getting ``new_image`` and
+``old_image`` until ``ddb2bq init`` gives it ``item_types`` (:class:`~ddb2bq.schema.TableLayout`).
 
 With entities (single-table design, ``layout.entities``) the changelog row also names the
 change's entity (``_entity``) and carries its typed key parts as compact JSON text (``_parts``):
@@ -35,7 +39,7 @@ from typing import Any
 
 import orjson
 
-from ddb2bq.convert import Conflict, column_converter, plain_item
+from ddb2bq.convert import Conflict, column_converter, lean_item, plain_item
 from ddb2bq.exceptions import ConversionError
 from ddb2bq.records import (
     INPUT_ERRORS,
@@ -83,6 +87,8 @@ class RowBuilder:
         self.layout = layout
         self._clock = clock
         self._soft_deletes = layout.soft_deletes
+        self._lean = layout.lean
+        self._old_images = layout.old_images
         self._entities = layout.entities if layout.has_entities else None
         self._keys = [(c, c.attribute or c.name, column_converter(c.type)) for c in layout.keys]
         self._promoted = [
@@ -111,7 +117,7 @@ class RowBuilder:
             )
         new_image = change.new_image
         key_values = self._key_values(change)
-        item = None if new_image is None else plain_item(new_image)
+        item, types = (None, None) if new_image is None else lean_item(new_image)
         promoted, conflicts = self._promoted_values(new_image)
         mirror_old = (
             self._soft_deleted(change, key_values)
@@ -127,12 +133,17 @@ class RowBuilder:
             "changed_at": changed_at,
             "ingested_at": timestamp_text(self._clock()),
             **key_values,
-            "new_image": _image_text(new_image, "the new image"),
-            "old_image": _image_text(change.old_image, "the old image"),
             "is_ttl_delete": change.is_ttl_delete,
             "item": item_text,
-            **promoted,
         }
+        if self._lean:
+            changelog["item_types"] = None if types is None else _json_text(types, "the types")
+            if self._old_images:
+                changelog.update(self._old_item(change.old_image))
+        else:  # a changelog made before the lean row, not given its columns yet
+            changelog["new_image"] = _image_text(new_image, "the new image")
+            changelog["old_image"] = _image_text(change.old_image, "the old image")
+        changelog.update(promoted)
         entity, parts = self._entity_of(change)
         if self._entities is not None:
             changelog["_entity"] = entity
@@ -173,6 +184,17 @@ class RowBuilder:
         last, _ = self._promoted_values(change.old_image)
         old = None if change.old_image is None else plain_item(change.old_image)
         return {**keys, **last, "item": None if old is None else _json_text(old, "the old item")}
+
+    @staticmethod
+    def _old_item(image: Item | None) -> Row:
+        """The ``old_item`` and ``old_item_types`` columns of an old image."""
+        if image is None:
+            return {"old_item": None, "old_item_types": None}
+        old, types = lean_item(image)
+        return {
+            "old_item": _json_text(old, "the old item"),
+            "old_item_types": None if types is None else _json_text(types, "the old types"),
+        }
 
     def _key_values(self, change: Change) -> Row:
         values = {}

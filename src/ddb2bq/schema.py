@@ -50,9 +50,11 @@ _INVALID = re.compile(r"[^A-Za-z0-9_]")
 
 ENTITY_COLUMNS = ("_entity", "_parts")
 """The changelog's columns of a table with entities: the change's entity and its key parts."""
+EARLIER_IMAGE_COLUMNS = ("new_image", "old_image")
+"""The images as DynamoDB JSON, in changelogs made before the lean row (:mod:`ddb2bq.images`)."""
 CHANGELOG_COLUMNS = (
-    "event_id", "op", "seq", "changed_at", "ingested_at",
-    "new_image", "old_image", "is_ttl_delete", "item", *ENTITY_COLUMNS,
+    "event_id", "op", "seq", "changed_at", "ingested_at", *EARLIER_IMAGE_COLUMNS,
+    "is_ttl_delete", "item", "item_types", "old_item", "old_item_types", *ENTITY_COLUMNS,
 )  # fmt: skip
 MIRROR_COLUMNS = ("item", "_seq", "_changed_at", "_deleted")
 KEY_TYPES = {"S": "STRING", "N": "BIGNUMERIC", "B": "BYTES"}
@@ -107,6 +109,12 @@ class TableLayout:
     ``keys`` are the key columns (hash key first), ``promoted`` the promoted attribute columns.
     ``entities``: the table's entities (single-table design), when it has any; the changelog
     then has the columns ``_entity`` and ``_parts`` (:data:`ENTITY_COLUMNS`).
+
+    The images (:mod:`ddb2bq.images`): ``lean`` rows hold the new image as ``item`` and
+    ``item_types``, and the old image, with ``old_images``, as ``old_item`` and
+    ``old_item_types``. A changelog made before the lean row has ``new_image`` and ``old_image``
+    (``earlier_images``); until ``ddb2bq init`` adds ``item_types`` to it (``lean`` False) rows
+    are written to it as before, so that a new package never sends a column the table lacks.
     """
 
     keys: tuple[Column, ...]
@@ -114,6 +122,9 @@ class TableLayout:
     soft_deletes: bool = False
     key_types: Mapping[str, str] = field(default_factory=dict)
     entities: Classifier | None = None
+    old_images: bool = False
+    lean: bool = True
+    earlier_images: bool = False
 
     @property
     def has_entities(self) -> bool:
@@ -138,12 +149,14 @@ class TableLayout:
             Column("changed_at", "TIMESTAMP", mode="REQUIRED"),
             Column("ingested_at", "TIMESTAMP"),
         ]
-        images = [
-            Column("new_image", "JSON"),
-            Column("old_image", "JSON"),
-            Column("is_ttl_delete", "BOOL"),
-            Column("item", "JSON"),
-        ]
+        images = []
+        if self.earlier_images or not self.lean:
+            images += [Column("new_image", "JSON"), Column("old_image", "JSON")]
+        images += [Column("is_ttl_delete", "BOOL"), Column("item", "JSON")]
+        if self.lean:
+            images.append(Column("item_types", "JSON"))
+            if self.old_images:
+                images += [Column("old_item", "JSON"), Column("old_item_types", "JSON")]
         if self.has_entities:
             images += [Column("_entity", "STRING"), Column("_parts", "JSON")]
         return [*fixed, *self.keys, *images, *self.promoted]
@@ -177,11 +190,13 @@ def build_layout(
     promoted: Mapping[str, str] | None = None,
     soft_deletes: bool = False,
     key_column_types: Mapping[str, str] | None = None,
+    old_images: bool = False,
 ) -> TableLayout:
     """The layout for a table whose key is ``key_schema`` (``[(attribute, "S"|"N"|"B"), ...]``).
 
     ``promoted`` maps attribute names to column types; ``key_column_types`` overrides the
-    BigQuery type of a key column (default: S -> STRING, N -> BIGNUMERIC, B -> BYTES).
+    BigQuery type of a key column (default: S -> STRING, N -> BIGNUMERIC, B -> BYTES);
+    ``old_images``: the changelog stores old images too (``[target] old_images``).
 
     >>> layout = build_layout([("Id", "N")], promoted={"status": "STRING"})
     >>> [c.name for c in layout.mirror_columns()]
@@ -197,7 +212,9 @@ def build_layout(
         Column(names[a], overrides.get(a, KEY_TYPES[k]).upper(), attribute=a) for a, k in key_schema
     )
     key_types = {a: k for a, k in key_schema}
-    layout = TableLayout(keys=keys, soft_deletes=soft_deletes, key_types=key_types)
+    layout = TableLayout(
+        keys=keys, soft_deletes=soft_deletes, key_types=key_types, old_images=old_images
+    )
     return layout.with_promoted({a: t.upper() for a, t in (promoted or {}).items()})
 
 
@@ -362,6 +379,7 @@ def layout_for_changes(
         promoted=promoted,
         soft_deletes=config.target.deletes == "soft",
         key_column_types=key_types,
+        old_images=config.target.old_images,
     )
 
 

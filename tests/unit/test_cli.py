@@ -55,12 +55,32 @@ def test_the_aws_sample_event_prints_insert_modify_remove() -> None:
     assert [line["changelog"]["Id"] for line in lines] == ["101", "101", "101"]
     assert json.loads(lines[0]["mirror"]["item"]) == {"Message": "New item!", "Id": 101}
     assert json.loads(lines[1]["mirror"]["item"]) == {"Message": "This item has changed", "Id": 101}
-    assert json.loads(lines[1]["changelog"]["old_image"]) == {
-        "Message": {"S": "New item!"},
-        "Id": {"N": "101"},
-    }
+    assert [line["changelog"]["item_types"] for line in lines] == [None, None, None]
+    assert "old_item" not in lines[1]["changelog"]  # old images are not stored by default
     assert lines[2]["mirror"] is None
     assert lines[0]["changelog"]["changed_at"] == "2023-09-06T10:45:55.000000Z"
+
+
+def test_with_old_images_configured_the_changelog_row_holds_the_old_item_too() -> None:
+    # GIVEN the sample event and [target] old_images = true in the environment
+    event = (FIXTURES / "aws_sample_event.json").read_text()
+    result = subprocess.run(
+        [sys.executable, "-m", "ddb2bq.cli", "convert", "--from", "lambda"],
+        input=event,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "DDB2BQ_TARGET_OLD_IMAGES": "true"},
+    )
+    # WHEN converted  THEN the MODIFY and the REMOVE carry the image before them, lean
+    assert result.returncode == 0, result.stderr
+    lines = [orjson.loads(line)["changelog"] for line in result.stdout.splitlines()]
+    assert [line["old_item"] for line in lines] == [
+        None,
+        '{"Message":"New item!","Id":101}',
+        '{"Message":"This item has changed","Id":101}',
+    ]
+    assert [line["old_item_types"] for line in lines] == [None, None, None]
 
 
 def test_a_malformed_record_is_named_and_exits_2() -> None:

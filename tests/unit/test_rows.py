@@ -20,23 +20,29 @@ def change(op: str, new: dict | None = None, old: dict | None = None, position: 
     return Change(op, keys, new, old, make_seq(0, position), 1764460800_000000, f"e{position}")  # type: ignore[arg-type]
 
 
-def test_changelog_row_holds_lossless_images_and_the_converted_item() -> None:
+def test_changelog_row_holds_the_item_once_with_its_types_and_the_typed_columns() -> None:
     # GIVEN a MODIFY with a promoted NUMERIC column
     builder = RowBuilder(
         build_layout(KEYS, promoted={"total": "NUMERIC"}), clock=lambda: 1764460801_000000
     )
     new = {"pk": {"S": "a"}, "sk": {"N": "7"}, "total": {"N": "10.50"}, "big": {"N": "1E-130"}}
+    new["tags"] = {"SS": ["b", "a"]}
     old = {"pk": {"S": "a"}, "sk": {"N": "7"}, "total": {"N": "9"}}
     # WHEN rows are built
     rows = builder.build(change("MODIFY", new, old))
-    # THEN the changelog keeps the images as they came, and the typed values beside them
+    # THEN the changelog holds the new image once, as the item with its type sidecar, and the
+    # typed values beside it; the old image is not stored (the default)
     row = rows.changelog
-    assert orjson.loads(row["new_image"]) == new
-    assert orjson.loads(row["old_image"]) == old
+    assert "new_image" not in row
+    assert "old_image" not in row
+    assert "old_item" not in row
+    assert orjson.loads(row["item_types"]) == {"tags": "SS"}
     assert row["changed_at"] == "2025-11-30T00:00:00.000000Z"
     assert row["ingested_at"] == "2025-11-30T00:00:01.000000Z"
     assert (row["pk"], row["sk"], row["total"], row["op"]) == ("a", "7", "10.5", "MODIFY")
-    assert orjson.loads(row["item"]) == {"pk": "a", "sk": 7, "total": 10.5, "big": 1e-130}
+    assert orjson.loads(row["item"]) == {
+        "pk": "a", "sk": 7, "total": 10.5, "big": 1e-130, "tags": ["a", "b"],
+    }  # fmt: skip
     # AND the mirror row is the item's new state
     assert rows.mirror == {
         "pk": "a",
@@ -78,7 +84,8 @@ def test_a_type_conflict_leaves_the_column_null_and_the_value_in_item() -> None:
 
 def test_keys_only_changes_reach_the_changelog_but_not_the_mirror() -> None:
     rows = RowBuilder(build_layout(KEYS)).build(change("MODIFY"))
-    assert rows.changelog["new_image"] is None
+    assert rows.changelog["item"] is None
+    assert rows.changelog["item_types"] is None
     assert rows.mirror is None
 
 
@@ -127,13 +134,17 @@ def test_text_json_cannot_hold_names_its_attribute() -> None:
         RowBuilder(build_layout(KEYS)).build(change("INSERT", new))
 
 
-def test_an_old_image_too_deep_to_store_is_refused_by_name() -> None:
-    # GIVEN an old image nested 300 levels deep (never converted, only stored as JSON)
+def test_an_old_image_too_deep_to_store_is_refused_by_name_when_old_images_are_stored() -> None:
+    # GIVEN an old image nested 300 levels deep
     deep: dict[str, Any] = {"N": "1"}
     for _ in range(300):
         deep = {"M": {"x": deep}}
     bad = change("MODIFY", {"pk": {"S": "a"}, "sk": {"N": "7"}})
     bad = Change(bad.op, bad.keys, bad.new_image, {"d": deep}, bad.seq, 0, "e1", index=5)
-    # WHEN its rows are built  THEN refused naming record 5 and the attribute
-    with pytest.raises(ConversionError, match=r"^record 5 \(eventID e1.*attribute 'd': the old"):
-        RowBuilder(build_layout(KEYS)).build(bad)
+    # WHEN its rows are built with [target] old_images  THEN refused naming record 5 and the
+    # attribute
+    stored = build_layout(KEYS, old_images=True)
+    with pytest.raises(ConversionError, match=r"^record 5 \(eventID e1.*attribute 'd.x.x.x"):
+        RowBuilder(stored).build(bad)
+    # AND without them (the default) the old image is not stored, so the change is written
+    assert RowBuilder(build_layout(KEYS)).build(bad).changelog["item"] is not None

@@ -167,8 +167,10 @@ def test_changelog_rows_are_encoded_value_for_value() -> None:
     assert list(row["tags"]) == ["gift", "t1"]
     assert list(row["sizes"]) == [1, 42]
     assert row["meta"] == expected["meta"]
-    assert row["new_image"] == expected["new_image"]
-    assert "old_image" not in row  # NULL stays unset
+    assert row["item"] == expected["item"]
+    assert row["item_types"] == expected["item_types"]  # the sidecar of blob, tags and sizes
+    assert "new_image" not in row
+    assert "old_image" not in row
 
 
 def test_cdc_rows_upsert_mirror_rows_and_delete_by_key() -> None:
@@ -271,11 +273,11 @@ def test_a_value_the_column_cannot_hold_fails_before_sending() -> None:
 def test_requests_stay_under_the_byte_limit() -> None:
     client = FakeWriteClient()
     batch = rows_of(changes(6))
-    writer = changelog_writer(client, max_bytes=4_000)
+    writer = changelog_writer(client, max_bytes=2_000)
     result = writer.write(batch)
     assert result.written == 6
     assert len(client.requests) > 1
-    assert all(types.AppendRowsRequest.pb(r).ByteSize() <= 4_000 for r in client.requests)
+    assert all(types.AppendRowsRequest.pb(r).ByteSize() <= 2_000 for r in client.requests)
 
 
 def test_a_row_larger_than_a_request_fails_without_a_request() -> None:

@@ -457,9 +457,10 @@ def test_a_key_no_column_can_hold_is_not_queried() -> None:
 def test_a_mirror_row_without_its_image_keeps_its_key_from_the_columns() -> None:
     layout = build_layout([("id", "B"), ("n", "N")])
     image = {"id": {"B": "AQ=="}, "n": {"N": "2"}, "x": {"SS": ["a"]}}
+    lean = {"item": {"id": "AQ==", "n": 2, "x": ["a"]}, "item_types": {"id": "B", "x": "SS"}}
     rows = [
-        {"_k0": b"\x01", "_k1": Decimal("2.000000000000000000"), "_image": image},
-        {"_k0": b"\x02", "_k1": Decimal("1.500000000000000000"), "_image": None},
+        {"_k0": b"\x01", "_k1": Decimal("2.000000000000000000"), **lean},
+        {"_k0": b"\x02", "_k1": Decimal("1.500000000000000000"), "item": None},
     ]
     client = FakeClient(rows)
     keys = [{"id": {"B": b"\x01"}, "n": {"N": "2"}}, {"id": {"B": b"\x02"}, "n": {"N": "1.5"}}]

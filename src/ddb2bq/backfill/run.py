@@ -42,6 +42,7 @@ from ddb2bq.dynamodb.scan import (
     read_segments,
 )
 from ddb2bq.exceptions import ConfigError, RecordError
+from ddb2bq.images import new_image
 from ddb2bq.pipeline import Pipeline, Unparsed
 from ddb2bq.records import Change, now_micros
 from ddb2bq.runner.signals import StopFlag
@@ -359,9 +360,13 @@ class Backfill:
             self.write(changes)
 
     def _change_of_row(self, row: dict[str, Any], index: int) -> Change | Unparsed:
-        """The snapshot change a changelog row was built from (its ``new_image`` is the item)."""
+        """The snapshot change a changelog row was built from (its new image is the item; a
+        spool written before the lean format holds it as ``new_image``)."""
         try:
-            return self._change(orjson.loads(row["new_image"]), index, export=False)
+            image = new_image(row)
+            if image is None:
+                raise KeyError("the row has no item")
+            return self._change(image, index, export=False)
         except (RecordError, KeyError, ValueError) as exc:
             return Unparsed(row, f"a spooled row cannot be read back: {exc}")
 

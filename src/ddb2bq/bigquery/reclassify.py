@@ -1,10 +1,12 @@
 """Classifying the changelog's rows again, after an entity was added: from the changelog alone.
 
 A change converted before its entity existed has ``_entity`` NULL (and ``_parts`` NULL), so it
-stays in the table's own mirror. Its row still holds the whole change (``new_image`` and
-``old_image`` are DynamoDB JSON, the key columns its keys), so the entity it has now is decided in
-Python with the same rules as the converter (:class:`~ddb2bq.entities.Entities`), without reading
-DynamoDB, and written back in one statement:
+stays in the table's own mirror. Its row still holds the whole change (``item`` and
+``item_types`` rebuild its new image, :mod:`ddb2bq.images`; the old image is there with
+``[target] old_images``; rows written before the lean format have ``new_image`` and
+``old_image``; the key columns are its keys), so the entity it has now is decided in Python with
+the same rules as the converter (:class:`~ddb2bq.entities.Entities`), without reading DynamoDB,
+and written back in one statement:
 
 1. read ``event_id``, ``seq``, ``op``, the keys and both images of the rows whose ``_entity`` IS
    NULL (one query over the changelog);
@@ -24,18 +26,24 @@ older than its watermark); views show the result at once.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ddb2bq.bigquery.sql import TableRef, quote, run_query
 from ddb2bq.entities import Entities
+from ddb2bq.exceptions import ConversionError
+from ddb2bq.images import image_columns, new_image, old_image
+from ddb2bq.records import Item
 from ddb2bq.rows import change_entity
 from ddb2bq.schema import TableLayout
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +67,8 @@ def reclassify(
         decided = change_entity(
             entities,
             row["op"],
-            new_image=row["new_image"],
-            old_image=row["old_image"],
+            new_image=row["_new"],
+            old_image=row["_old"],
             keys=keys,
             key_names=layout.key_names,
         )
@@ -82,17 +90,28 @@ def _unclassified(
     client: bigquery.Client, changes: TableRef, layout: TableLayout
 ) -> list[dict[str, Any]]:
     keys = ", ".join(f"{quote(c.name)} AS {quote(f'k{i}')}" for i, c in enumerate(layout.keys))
+    images = ", ".join(
+        f"TO_JSON_STRING({quote(c)}) AS {quote(c)}" for c in image_columns(layout, old=True)
+    )
     sql = (
-        f"SELECT `event_id`, `seq`, `op`, {keys}, TO_JSON_STRING(`new_image`) AS `new_image`, "
-        f"TO_JSON_STRING(`old_image`) AS `old_image` FROM {changes.sql} "
+        f"SELECT `event_id`, `seq`, `op`, {keys}, {images} FROM {changes.sql} "
         "WHERE `_entity` IS NULL"
     )
     rows = run_query(client, sql).rows
     for row in rows:
-        for image in ("new_image", "old_image"):
-            text = row[image]
-            row[image] = None if text in (None, "null") else json.loads(text)
+        row["_new"], row["_old"] = _readable(new_image, row), _readable(old_image, row)
     return rows
+
+
+def _readable(
+    read: Callable[[Mapping[str, Any]], Item | None], row: Mapping[str, Any]
+) -> Item | None:
+    """An image of ``row``; None (decided by the keys, if they can) when it cannot be rebuilt."""
+    try:
+        return read(row)
+    except ConversionError as exc:
+        logger.warning("Changelog row %s (seq %s): %s", row["event_id"], row["seq"], exc)
+        return None
 
 
 def _string_keys(row: Mapping[str, Any], layout: TableLayout) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ its type, even when a later batch would have inferred another: values that do no
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,7 @@ def initial_layout(config: Config, key_schema: Sequence[tuple[str, str]]) -> Tab
         promoted=promoted,
         soft_deletes=config.target.deletes == "soft",
         key_column_types={a: t for a, t in types.items() if a in key_names},
+        old_images=config.target.old_images,
     )
     return with_config_entities(config, layout)
 
@@ -206,7 +208,20 @@ def load_layout(
             "[[entities]] needs: run `ddb2bq init` (it adds them and classifies the rows "
             "written before), then start the replication again."
         )
-    return layout_from_schema_json(fields, base or _stored_keys(fields, soft))
+    layout = layout_from_schema_json(fields, base or _stored_keys(fields, soft))
+    if layout.lean and layout.old_images and "old_item" not in {f.get("name") for f in fields}:
+        raise ConfigError(
+            f"The changelog table {refs.changes} has no old_item and old_item_types columns, "
+            "which [target] old_images = true needs: run `ddb2bq init` (it adds them), then "
+            "start the replication again."
+        )
+    if not layout.lean:
+        logger.warning(
+            "The changelog %s was made before the lean row and has no item_types column: its "
+            "rows are written as before (new_image and old_image) until `ddb2bq init` adds it.",
+            refs.changes,
+        )
+    return layout
 
 
 def _schema_json(client: bigquery.Client | RestClient, ref: TableRef) -> SchemaJson | None:
@@ -227,7 +242,8 @@ def _schema_json(client: bigquery.Client | RestClient, ref: TableRef) -> SchemaJ
 def _stored_keys(fields: SchemaJson, soft: bool) -> TableLayout:
     names = [str(f["name"]) for f in fields]
     try:
-        start, end = names.index("ingested_at") + 1, names.index("new_image")
+        start = names.index("ingested_at") + 1
+        end = names.index("new_image" if "new_image" in names else "is_ttl_delete")
     except ValueError as exc:
         raise ConfigError(f"{names} is not the schema of a ddb2bq changelog.") from exc
     keys = tuple(column_of_json(f) for f in fields[start:end])
@@ -255,7 +271,14 @@ def layout_from_schema_json(fields: SchemaJson, base: TableLayout) -> TableLayou
     keys = tuple(_key_column(key, by_name.get(key.name.lower())) for key in base.keys)
     fixed = {n.lower() for n in (*CHANGELOG_COLUMNS, *(k.name for k in keys))}
     promoted = tuple(column_of_json(f) for f in fields if not _is_fixed(f, fixed))
-    return TableLayout(keys, promoted, base.soft_deletes, base.key_types, base.entities)
+    names = {str(f["name"]) for f in fields}
+    return dataclasses.replace(
+        base,
+        keys=keys,
+        promoted=promoted,
+        lean="item_types" in names,
+        earlier_images="new_image" in names,
+    )
 
 
 def _is_fixed(field: Mapping[str, Any], fixed: set[str]) -> bool:
@@ -341,7 +364,8 @@ def init_tables(client: bigquery.Client, config: Config, layout: TableLayout) ->
     else:
         report.layout = layout_from_schema(existing.schema, layout)
         report.actions.append(f"kept changelog {refs.changes}")
-    if existing is not None and layout.has_entities:
+    if existing is not None:  # the columns a newer ddb2bq or a changed configuration needs
+        report.layout = dataclasses.replace(report.layout, lean=True)
         added = add_columns(client, refs.changes, report.layout.changelog_columns())
         if added:
             report.actions.append(f"added columns {', '.join(added)} to {refs.changes}")

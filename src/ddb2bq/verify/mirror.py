@@ -2,15 +2,16 @@
 
 The mirror's ``item`` column is plain JSON and loses types (a string set reads as a list, binary
 as a string, some numbers as strings). The exact item a mirror row holds is the new image of the
-changelog row it came from: the one with the same keys and ``seq = _seq``. So the mirror's items
-are a join of the mirror (live rows only: ``_deleted`` rows skipped with soft deletes) with the
-changelog's images; a mirror row without its changelog row reads as an item that cannot be read
-back (a difference). The changelog may hold a change twice (a re-delivered record: same ``seq``,
+changelog row it came from: the one with the same keys and ``seq = _seq``, whose ``item`` and
+``item_types`` rebuild it (:mod:`ddb2bq.images`; a row written before the lean format has it as
+``new_image``). So the mirror's items are a join of the mirror (live rows only: ``_deleted`` rows
+skipped with soft deletes) with the changelog's images; a mirror row without its changelog row
+reads as an item that cannot be read back (a difference), as does a changelog row whose image
+cannot be rebuilt. The changelog may hold a change twice (a re-delivered record: same ``seq``,
 same image): the join takes one.
 
-This module is the one place that knows where the exact items live: when the changelog's
-``new_image`` gives way to ``item`` and a type sidecar, :func:`mirror_sql` and :func:`_image_of`
-change, and nothing else in verify.
+This module is the one place in verify that knows where the exact items live: :func:`mirror_sql`
+selects the image columns the changelog has, and :func:`_image_of` rebuilds the item from them.
 
 Identifiers are the layout's column names (the naming rule's, never raw attribute names),
 backtick-quoted; key values travel as query parameters. Rows stream in pages
@@ -26,8 +27,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from ddb2bq.bigquery.sql import (
     DEFAULT_DEADLINE,
     TableRef,
@@ -39,6 +38,8 @@ from ddb2bq.bigquery.sql import (
 )
 from ddb2bq.bigquery.tables import TableRefs
 from ddb2bq.convert import Conflict, column_converter
+from ddb2bq.exceptions import ConversionError
+from ddb2bq.images import image_columns, new_image
 from ddb2bq.records import Item, encode_binary
 from ddb2bq.schema import Column, TableLayout
 
@@ -123,11 +124,11 @@ def mirror_sql(
       SELECT `pk` AS `_k0`, `_seq` AS `_s` FROM `p`.`d`.`t`
       WHERE TRUE
     ), `_images` AS (
-      SELECT `pk` AS `_k0`, `seq` AS `_s`, `new_image` AS `_image` FROM `p`.`d`.`t_changes`
-      WHERE `new_image` IS NOT NULL
+      SELECT `pk` AS `_k0`, `seq` AS `_s`, `item`, `item_types` FROM `p`.`d`.`t_changes`
+      WHERE `item` IS NOT NULL
       QUALIFY ROW_NUMBER() OVER (PARTITION BY `pk`, `seq` ORDER BY `event_id`) = 1
     )
-    SELECT `_k0`, `_image` FROM `_mirror` LEFT JOIN `_images` USING (`_k0`, `_s`)
+    SELECT `_k0`, `item`, `item_types` FROM `_mirror` LEFT JOIN `_images` USING (`_k0`, `_s`)
     """
     aliases = [f"`_k{i}`" for i in range(len(layout.keys))]
     selected = ", ".join(
@@ -140,13 +141,14 @@ def mirror_sql(
         f"  SELECT {selected}, `_seq` AS `_s` FROM {ref.sql}\n  WHERE TRUE{live}{restrict}"
         for ref in (mirrors or (refs.mirror,))
     )
+    images = ", ".join(quote(c) for c in image_columns(layout))
     return (
         f"WITH `_mirror` AS (\n{union}\n"
         f"), `_images` AS (\n"
-        f"  SELECT {selected}, `seq` AS `_s`, `new_image` AS `_image` FROM {refs.changes.sql}\n"
-        f"  WHERE `new_image` IS NOT NULL{restrict}\n"
+        f"  SELECT {selected}, `seq` AS `_s`, {images} FROM {refs.changes.sql}\n"
+        f"  WHERE `item` IS NOT NULL{restrict}\n"
         f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys}, `seq` ORDER BY `event_id`) = 1\n)\n"
-        f"SELECT {', '.join(aliases)}, `_image` FROM `_mirror` "
+        f"SELECT {', '.join(aliases)}, {images} FROM `_mirror` "
         f"LEFT JOIN `_images` USING ({', '.join(aliases)}, `_s`)"
     )
 
@@ -164,11 +166,12 @@ def _mirror_item(row: Any, layout: TableLayout, key_kinds: Mapping[str, str]) ->
 
 
 def _image_of(row: Any) -> Item | None:
-    """The row's item as DynamoDB JSON (B as base64 text), None when it has none."""
-    image = row["_image"]
-    if isinstance(image, str | bytes):
-        image = orjson.loads(image)
-    return image if isinstance(image, dict) else None
+    """The row's item as DynamoDB JSON (B as base64 text), None when it has none or it cannot
+    be rebuilt (verify reports that item as a difference)."""
+    try:
+        return new_image(dict(row.items()))
+    except ConversionError:
+        return None
 
 
 def _key_value(value: Any, kind: str) -> dict[str, Any]:
