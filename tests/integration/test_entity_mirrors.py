@@ -108,7 +108,7 @@ class Step:
         row = {
             "event_id": f"{self.key}|{self.seq}", "op": self.op, "seq": make_seq(0, self.seq),
             "changed_at": when, "ingested_at": when, "pk": self.key[0], "sk": self.key[1],
-            "new_image": None, "old_image": None, "is_ttl_delete": False,
+            "is_ttl_delete": False, "item_types": None,
             "item": None if item is None else json.dumps(item),
             ENTITY_COLUMN: None if found is None else found[0].name,
             PARTS_COLUMN: None if found is None else json.dumps(found[1]),
