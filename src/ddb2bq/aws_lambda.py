@@ -13,9 +13,13 @@ to the dead letters and is not reported: one bad item never blocks its shard. Th
 Per container (cold start): the configuration is read from the ``DDB2BQ_*`` environment once and
 validated (a bad setting is logged as one clear error and fails every invocation); the pipeline
 (credentials, clients, the table layout) is made at the first batch, so the import of this
-module stays cheap (:mod:`ddb2bq.bigquery.factory` says what each writer imports). Per
-invocation: a fresh response, a summary log line and one metrics line
-(:mod:`ddb2bq.observability`).
+module stays cheap (:mod:`ddb2bq.bigquery.factory` says what each writer imports). With the
+default writer (``storage_write``, no ``cdc`` mirror) the container's state also imports the
+insertAll write path and starts loading the Storage Write client in a background thread; the
+changelog goes through insertAll until it is loaded (:mod:`ddb2bq.bigquery.warm_start`). In a
+Lambda runtime (``AWS_LAMBDA_RUNTIME_API`` set) that state is made when this module is imported,
+in Lambda's init phase; elsewhere at the first invocation. Per invocation: a fresh response, a
+summary log line and one metrics line (:mod:`ddb2bq.observability`).
 
 The invocation's deadline: the handler reads ``context.get_remaining_time_in_millis()`` and gives
 the pipeline a :class:`~ddb2bq.contract.Deadline` that much later less a safety margin (10 % of
@@ -31,11 +35,14 @@ Example (what Lambda does)::
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Literal, Protocol, TypedDict
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from ddb2bq.config import Config, check_function_config, load_config
 from ddb2bq.contract import Deadline, deadline_scope
@@ -50,6 +57,9 @@ from ddb2bq.observability import (
 )
 from ddb2bq.pipeline import BatchResult, Outcome, Pipeline, Unparsed
 from ddb2bq.records import Change, from_lambda_record, now_micros
+
+if TYPE_CHECKING:
+    from ddb2bq.bigquery.warm_start import StorageWriteLoader
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +157,11 @@ class Handler:
     """The function's logic for one container; :func:`handler` holds the default one.
 
     ``pipeline_factory`` makes the pipeline at the first batch, from the configuration and the
-    container's Google credentials (default: :func:`bigquery_pipeline`). ``margin`` (a fraction
-    of the remaining time, at least ``min_margin_s`` seconds) is kept free before the
-    invocation's end; ``monotonic`` is the deadline's clock.
+    container's Google credentials (default: :func:`bigquery_pipeline`, given
+    ``storage_loader``: the cold start's background load of Storage Write, see
+    :func:`container_handler`). ``margin`` (a fraction of the remaining time, at least
+    ``min_margin_s`` seconds) is kept free before the invocation's end; ``monotonic`` is the
+    deadline's clock.
     """
 
     config: Config
@@ -160,6 +172,7 @@ class Handler:
     margin: float = 0.10
     min_margin_s: float = 1.0
     monotonic: Callable[[], float] = time.monotonic
+    storage_loader: StorageWriteLoader | None = None
     _pipeline: Pipeline | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -172,13 +185,19 @@ class Handler:
         """Handle one batch; the response is new on every call."""
         response: BatchResponse = {"batchItemFailures": []}
         request_id = getattr(context, "aws_request_id", None)
-        with request_context(request_id):
+        with request_context(request_id), self._loader_paused():
             records = _records_of(event)
             if records:
                 failed = self._handle(records, self._deadline(context))
                 if failed is not None:
                     response["batchItemFailures"].append({"itemIdentifier": failed})
         return response
+
+    def _loader_paused(self) -> contextlib.AbstractContextManager[None]:
+        """The invocation comes first: a warm start's loader waits meanwhile, except while
+        the handler waits for BigQuery (:mod:`ddb2bq.bigquery.warm_start`)."""
+        loader = self.storage_loader
+        return contextlib.nullcontext() if loader is None or loader.done else loader.paused()
 
     def _deadline(self, context: LambdaContext | None) -> Deadline | None:
         """When the batch must be settled: the invocation's end less the safety margin."""
@@ -233,7 +252,9 @@ class Handler:
     def _pipeline_for_writes(self) -> Pipeline:
         if self._pipeline is None:
             assert self.credentials is not None  # set by __post_init__
-            factory = self.pipeline_factory or bigquery_pipeline
+            factory = self.pipeline_factory or functools.partial(
+                bigquery_pipeline, storage_loader=self.storage_loader
+            )
             self._pipeline = factory(self.config, self.credentials)
         return self._pipeline
 
@@ -273,14 +294,41 @@ def _record_bytes(record: Mapping[str, Any]) -> int:
     return 0
 
 
-def bigquery_pipeline(config: Config, credentials: CredentialsProvider) -> Pipeline:
+def bigquery_pipeline(
+    config: Config,
+    credentials: CredentialsProvider,
+    *,
+    storage_loader: StorageWriteLoader | None = None,
+) -> Pipeline:
     """The pipeline of the configuration: BigQuery, and ``[dead_letters]`` (S3 or SQS in a
-    deployed function). Imported and made at the first batch, not at cold start."""
+    deployed function). Imported and made at the first batch, not at cold start; the changelog
+    goes through insertAll until ``storage_loader`` is done, when given."""
     from ddb2bq.bigquery.factory import pipeline_from_config  # noqa: PLC0415 (lazy: cold start)
     from ddb2bq.dead_letters.stores import dead_letters_from_config  # noqa: PLC0415
 
     dead_letters = dead_letters_from_config(config.dead_letters)
-    return pipeline_from_config(config, dead_letters, credentials=credentials, source=SOURCE)
+    return pipeline_from_config(
+        config,
+        dead_letters,
+        credentials=credentials,
+        source=SOURCE,
+        storage_loader=storage_loader,
+    )
+
+
+def start_warm_up(config: Config) -> StorageWriteLoader | None:
+    """The cold start's warm-up: import the insertAll write path (and the dead letters) here,
+    then load the Storage Write client in the background; None when it does not apply
+    (:func:`ddb2bq.bigquery.warm_start.applies`) or cannot start (logged: the first batch then
+    loads Storage Write itself)."""
+    try:
+        import ddb2bq.dead_letters.stores  # noqa: F401, PLC0415 (the write path: before the thread)
+        from ddb2bq.bigquery import warm_start  # noqa: PLC0415 (lazy: cold start)
+
+        return warm_start.start_loader(config)
+    except (ImportError, RuntimeError) as exc:  # a broken package; no thread to be had
+        logger.error("The Storage Write warm-up did not start (%s: %s).", type(exc).__name__, exc)
+        return None
 
 
 # --- the entry point ---------------------------------------------------------------------------
@@ -300,13 +348,25 @@ def container_handler(environ: Mapping[str, str] | None = None) -> Handler:
             logger.error("The function's configuration is invalid: %s", exc, extra={"fatal": True})
             raise
         logger.info("Cold start.", extra=config.summary())
-        _container = Handler(config)
+        _container = Handler(config, storage_loader=start_warm_up(config))
     return _container
 
 
 def handler(event: StreamEvent, context: LambdaContext | None = None) -> BatchResponse:
     """The Lambda entry point (``ddb2bq.aws_lambda.handler``)."""
     return container_handler()(event, context)
+
+
+def _init_phase(environ: Mapping[str, str]) -> None:
+    """In a Lambda runtime, make the container's state now, in Lambda's init phase, so the
+    Storage Write client starts loading before the first event; a bad configuration is logged
+    here and again by every invocation, which fails with it."""
+    if environ.get("AWS_LAMBDA_RUNTIME_API"):
+        with contextlib.suppress(ConfigError):  # logged; each invocation reports it again
+            container_handler()
+
+
+_init_phase(os.environ)
 
 
 __all__ = [

@@ -3,8 +3,9 @@
 The one place that decides how ddb2bq reaches each service; everything else takes clients as
 parameters. The Google client libraries are imported when a client is made, not with this module:
 the Lambda's ``insertAll`` path uses :func:`rest_client` (:mod:`ddb2bq.bigquery.rest`) and never
-imports them. ``[target] endpoint`` (and ``grpc_endpoint``) point BigQuery at a local emulator,
-reached without credentials; otherwise the credentials come from ``[google]``
+imports them; a cold Lambda container imports the Storage Write client in the background
+(:func:`import_write_client`, :mod:`ddb2bq.bigquery.warm_start`). ``[target] endpoint`` (and
+``grpc_endpoint``) point BigQuery at a local emulator, reached without credentials; otherwise the credentials come from ``[google]``
 (:mod:`ddb2bq.credentials`: workload identity, a Secrets Manager key, or application defaults).
 DynamoDB's clients are in :mod:`ddb2bq.dynamodb.connect`.
 
@@ -58,6 +59,20 @@ def rest_client(config: Config, credentials: Any = None) -> RestClient:
     return RestClient(config.target.project, creds)
 
 
+def import_write_client(config: Config) -> None:
+    """Import what :func:`bigquery_write_client` and the Storage Write writer need (the
+    warm start's background thread runs it: :mod:`ddb2bq.bigquery.warm_start`)."""
+    from google.cloud import bigquery_storage_v1  # noqa: F401, PLC0415
+
+    import ddb2bq.bigquery.storage_write  # noqa: F401, PLC0415 (heavy: the point of the call)
+
+    if config.target.grpc_endpoint:
+        import grpc  # noqa: F401, PLC0415
+        from google.cloud.bigquery_storage_v1.services.big_query_write import (  # noqa: F401, PLC0415
+            transports,
+        )
+
+
 def bigquery_write_client(config: Config, credentials: Any = None) -> Any:
     """A Storage Write API client; plain gRPC to ``[target] grpc_endpoint`` when it is set."""
     from google.cloud import bigquery_storage_v1  # noqa: PLC0415 (only the storage writer needs it)
@@ -81,20 +96,33 @@ def changelog_writer_for(
 ) -> WriterFactory:
     """``layout -> Writer`` for the changelog, per ``[target] writer``; ``client`` is the full
     client or the light one (insertAll only)."""
-    refs = TableRefs.from_config(config, client.project)
     if config.target.writer == "insert_all":
-        from ddb2bq.bigquery.insert_all import InsertAllWriter  # noqa: PLC0415
+        return insert_all_writer_for(config, client)
+    return storage_write_writer_for(config, client.project, write_client)
 
-        inserter: InsertClient = client
 
-        def insert_all(layout: TableLayout) -> Writer:
-            return InsertAllWriter(inserter, refs.changes.api, layout.changelog_columns())
+def insert_all_writer_for(config: Config, client: bigquery.Client | RestClient) -> WriterFactory:
+    """``layout -> Writer``: the changelog through ``insertAll`` over ``client``."""
+    from ddb2bq.bigquery.insert_all import InsertAllWriter  # noqa: PLC0415
 
-        return insert_all
+    refs = TableRefs.from_config(config, client.project)
+    inserter: InsertClient = client
+
+    def insert_all(layout: TableLayout) -> Writer:
+        return InsertAllWriter(inserter, refs.changes.api, layout.changelog_columns())
+
+    return insert_all
+
+
+def storage_write_writer_for(
+    config: Config, project: str, write_client: Any = None
+) -> WriterFactory:
+    """``layout -> Writer``: the changelog through Storage Write (``write_client``, default one
+    for ``config``); ``project`` is the default project of the table names."""
     from ddb2bq.bigquery.storage_write import StorageWriteWriter  # noqa: PLC0415
 
     write_client = write_client or bigquery_write_client(config)
-    path = refs.changes.path
+    path = TableRefs.from_config(config, project).changes.path
 
     def storage_write(layout: TableLayout) -> Writer:
         return StorageWriteWriter(write_client, path, layout.changelog_columns())
