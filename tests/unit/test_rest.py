@@ -369,3 +369,32 @@ def test_classifying_the_light_clients_errors_imports_no_client_library() -> Non
     # WHEN errors are classified  THEN as expected, and nothing of Google's was imported
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[True, True, False, True] []"
+
+
+def test_the_writer_sends_through_the_light_client_the_row_bytes_it_measured() -> None:
+    # GIVEN the insertAll writer over the light client, and a batch of rows
+    from ddb2bq.bigquery.insert_all import InsertAllWriter  # noqa: PLC0415
+    from tests.sink_data import changes, layout, rows_of  # noqa: PLC0415
+
+    light, transport = client(ok({}))
+    raw: list[bytes] = []
+    send = transport.send
+
+    def keep(method: str, url: str, body: bytes | None, *args: Any) -> Answer:
+        raw.append(body or b"")
+        return send(method, url, body, *args)
+
+    transport.send = keep  # type: ignore[method-assign]
+    batch = rows_of(changes(3))
+    writer = InsertAllWriter(light, "p.d.orders_changes", layout().changelog_columns())
+    # WHEN the batch is written
+    result = writer.write(batch)
+    # THEN the body holds each row as the writer encoded it, the same JSON dicts would give
+    (body,) = raw
+    sent = orjson.loads(body)["rows"]
+    assert [r["insertId"] for r in sent] == [rows.change.event_id for rows in batch]
+    expected = [{k: v for k, v in rows.changelog.items() if v is not None} for rows in batch]
+    assert [r["json"] for r in sent] == expected
+    # AND the bytes it counted are the bytes of the rows in the request
+    rows_text = body[body.index(b"[") + 1 : body.rindex(b"]")]
+    assert result.bytes_sent == len(rows_text) + 1

@@ -5,7 +5,8 @@ a row sent twice within about a minute (best effort) when a retry follows a lost
 
 Requests stay within ``max_rows`` rows and ``max_bytes`` serialized bytes (BigQuery allows 50,000
 rows and 10 MB per request and recommends 500 rows); a row larger than ``max_row_bytes`` is a
-terminal failure reported without sending it. NULL values are left out of the row.
+terminal failure reported without sending it. NULL values are left out of the row. Each row is
+serialised once: the bytes measured for the limits are the bytes the light client sends.
 
 Errors, row by row. With ``skipInvalidRows=false`` one invalid row fails the whole request:
 BigQuery answers ``invalid`` (with the column in ``location``) for that row and ``stopped`` for
@@ -34,12 +35,18 @@ from ddb2bq.schema import Column
 MAX_ROW_BYTES = 10_000_000
 """BigQuery's limit on one streamed row."""
 _REQUEST_OVERHEAD = 64  # '{"kind":..,"skipInvalidRows":false,"rows":[ ... ]}'
+_ROW_OVERHEAD = len('{"insertId":,"json":},')  # around a row's id and values
 _COLLATERAL = frozenset(("stopped", "timeout", *RETRYABLE_REASONS))
 
 
 class InsertClient(Protocol):
     """The part of ``google.cloud.bigquery.Client`` this writer uses; the light
-    :class:`~ddb2bq.bigquery.rest.RestClient` has it too, with the same semantics."""
+    :class:`~ddb2bq.bigquery.rest.RestClient` has it too, with the same semantics.
+
+    A client whose ``takes_json_fragments`` is true (the light client, which encodes with
+    orjson) is given each row as the ``orjson.Fragment`` of the bytes the writer measured, so
+    that each row is serialised once; any other client gets dicts.
+    """
 
     def insert_rows_json(
         self,
@@ -93,6 +100,7 @@ class InsertAllWriter:
         self._policy = retry_policy or RetryPolicy()
         self._timeout = timeout
         self._row_of = row_of
+        self._fragments = bool(getattr(client, "takes_json_fragments", False))
 
     def write(self, batch: Sequence[Rows]) -> WriteResult:
         """Stream ``batch``; every change not written is in the result's ``failures``."""
@@ -119,7 +127,8 @@ class InsertAllWriter:
             return None
         values = {name: value for name, value in row.items() if value is not None}
         insert_id = change.event_id or None
-        size = len(orjson.dumps({"insertId": insert_id, "json": values})) + 1
+        encoded = orjson.dumps(values)  # once: for the size, and as the request's own bytes
+        size = len(encoded) + len(orjson.dumps(insert_id)) + _ROW_OVERHEAD
         if size > self._max_row_bytes:
             message = (
                 f"the row is {size} bytes, over the {self._max_row_bytes}-byte limit "
@@ -127,7 +136,8 @@ class InsertAllWriter:
             )
             tally.failures.append(row_failure(index, change, self._table_name, message))
             return None
-        return Pending(index, change, values, size, insert_id)
+        payload = orjson.Fragment(encoded) if self._fragments else values
+        return Pending(index, change, payload, size, insert_id)
 
     def _insert(self, rows: list[Pending]) -> dict[int, Refusal]:
         errors = self._client.insert_rows_json(

@@ -154,6 +154,9 @@ class RestClient:
         """
         return self._call("GET", table_path(table, self.project), timeout=timeout)
 
+    takes_json_fragments = True
+    """Rows may be ``orjson.Fragment``: JSON already encoded, sent as it is (the writer's)."""
+
     def insert_rows_json(  # noqa: PLR0917 (the full client's signature)
         self,
         table: object,
