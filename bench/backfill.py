@@ -24,9 +24,15 @@ its workers (sampled every 50 ms from /proc), "main" the phase's process's ``ru_
 include ~100 MB of imported libraries. "load" is the 1-minute load average as the phase ends: on a
 shared machine others take cores from moto too.
 
+``--verify`` is the scale check the test suite leaves to this bench (tests/integration/
+test_backfill.py runs it at 2,000 items): after the Scan and the export phase, untimed,
+``ddb2bq verify --segments 1 --recheck-after 0`` compares each dataset's mirror with the table
+item by item, and the run fails unless both report zero differences.
+
 Run from the repository root (needs scripts/setup's emulator)::
 
     .venv/bin/python bench/backfill.py                          # 20,000 items, a few minutes
+    .venv/bin/python bench/backfill.py --verify                 # and verified: ~2 minutes more
     .venv/bin/python bench/backfill.py --items 5000 --segments 4 --workers 2
     .venv/bin/python bench/backfill.py --dry --items 300        # no server: NOT a measurement
 
@@ -39,6 +45,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import io
 import json
 import os
 import resource
@@ -302,6 +309,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
                 assert ddb2bq_cli(["init", "--config", str(folder / "ddb2bq.toml")]) == 0
             results[name] = _child(args, name, folder, [servers.moto, servers.bigquery])
             results[name]["rows"], results[name]["keys"] = _count(folder)
+            if args.verify and name != "obvious":  # the baseline's rows are not ddb2bq's
+                results[name]["verify"] = _verify(folder)
         return results
 
 
@@ -362,6 +371,15 @@ def _tree_cpu(root: int) -> float:
     return sum(procs[pid][2] for pid in _tree(root, procs))
 
 
+def _verify(folder: Path) -> tuple[bool, str]:
+    """Whether ``ddb2bq verify`` found the phase's mirror equal to the table, and its summary."""
+    out = io.StringIO()
+    command = ["verify", "--config", str(folder / "ddb2bq.toml"), "--segments", "1"]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(sys.stderr):
+        code = ddb2bq_cli([*command, "--recheck-after", "0"])
+    return code == 0, (out.getvalue().splitlines() or [f"nothing printed, exit code {code}"])[0]
+
+
 def _count(folder: Path) -> tuple[int, int]:
     config = load_config(folder / "ddb2bq.toml")
     keys = "COUNT(DISTINCT CONCAT(pk, '|', CAST(sk AS STRING)))"
@@ -393,8 +411,12 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], load: s
     for name, label in PHASES.items():
         parts = ", ".join(f"{k} {v:.1f}" for k, v in results[name]["parts"].items())
         lines.append(f"  {label} (s): {parts}")
+    verified = {n: results[n]["verify"] for n in PHASES if "verify" in results[n]}
+    for name, (equal, line) in verified.items():
+        lines.append(f"verify after {PHASES[name]}: {line} -> {'ok' if equal else 'WRONG'}")
     checks = [(results[n]["rows"], results[n]["keys"]) for n in PHASES]
     ok = all(c == (args.items, args.items) for c in checks)
+    ok = ok and all(equal for equal, _ in verified.values())
     lines.append(f"changelog rows, distinct keys: {checks} -> {'ok' if ok else 'WRONG'}")
     return "\n".join(lines)
 
@@ -405,9 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, help="Scan segments (default: the CLI's)")
     parser.add_argument("--workers", type=int, help="converting processes (default: the CLI's)")
     parser.add_argument("--dry", action="store_true", help="moto's mock, no BigQuery: no figures")
+    parser.add_argument(
+        "--verify", action="store_true", help="then `ddb2bq verify` the Scan's and export's mirrors"
+    )
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.verify and args.dry:
+        parser.error("--verify needs the servers: it cannot run with --dry")
     if args.phase:
         print(json.dumps(_phase(args)))
         return 0
