@@ -176,6 +176,8 @@ def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue |
         def number_column(value: AttributeValue) -> JsonValue | Conflict:
             if type(value) is dict and len(value) == 1 and "N" in value:
                 raw = value["N"]
+                if _plain_integer(raw):  # already the exact decimal text of an INT64
+                    return raw
                 if type(raw) is str and len(raw) <= SIMPLE_MAX and raw.isascii():
                     simple = simple_decimal(raw)
                     if simple is not None:
@@ -186,6 +188,17 @@ def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue |
 
         return number_column
     return lambda value: column_value(value, column_type)
+
+
+def _plain_integer(raw: Any) -> bool:
+    """Whether ``raw`` is ASCII digits without a leading zero, short enough for an INT64."""
+    return (
+        type(raw) is str
+        and len(raw) < 19
+        and raw.isdigit()
+        and raw.isascii()
+        and (raw[0] != "0" or raw == "0")
+    )
 
 
 def _string_column(value: AttributeValue) -> JsonValue | Conflict:

@@ -81,6 +81,9 @@ class Outcome:
     reason: str = ""
 
 
+_WRITTEN = Outcome("written")  # one for every change written: an outcome is a value
+
+
 @dataclass(frozen=True, slots=True)
 class Unparsed:
     """An input record that could not be parsed into a :class:`~ddb2bq.records.Change`.
@@ -434,7 +437,7 @@ def _settled(batch: _Batch, index: int, cut: int, retry_all: str) -> Outcome:
         return Outcome("retryable", BEHIND_RETRYABLE)
     if index in batch.letters:  # unordered, and the dead letters were not reached
         return Outcome("retryable", batch.letters[index])
-    return Outcome("written")
+    return _WRITTEN
 
 
 def _identity(item: Change | Unparsed) -> dict[str, str | None]:

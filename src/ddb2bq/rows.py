@@ -56,9 +56,10 @@ Row = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rows:
-    """What one change becomes: its changelog row, its mirror row, and the type conflicts met.
+    """What one change becomes: its changelog row, its mirror row, and the type conflicts met
+    (a value, as :class:`~ddb2bq.records.Change`, and not frozen for the same reason).
 
     ``conflicts`` holds ``(column, reason)`` for promoted columns left NULL because the value
     did not fit; the value is still in ``item``.

@@ -23,9 +23,10 @@ from ddb2bq.contract import Failure, WriteResult
 from ddb2bq.records import Change
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pending:
-    """One row ready to send: its change's index in the batch, its payload and size in bytes."""
+    """One row ready to send: its change's index in the batch, its payload and size in bytes
+    (never changed once made; not ``frozen``, whose ``__init__`` costs a row's conversion)."""
 
     index: int
     change: Change
