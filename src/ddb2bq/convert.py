@@ -15,16 +15,17 @@ M           JSON                                            object
 L           JSON                                            array
 ==========  ==============================================  =====================================
 
-Numbers are DynamoDB's decimal text (up to 38 significant digits, 1E-130 to 9.99...E+125, either
-sign, and zero). They are never passed through a float unless the float gives back the same
-value, and never through a ``decimal`` context (which rounds to 28 digits); boto3's
-``TypeDeserializer`` is not used (it raises on valid numbers such as
-``1234567895171680000000000000000000000000``). Text outside that domain (``1e999``, 39
-significant digits) is refused as a ConversionError from its digits and exponent alone, before
-anything expands it (``1e400000000`` would be 400 MB of zeros). Maps and lists nest at most 32
-levels deep, as in DynamoDB; deeper values are refused too.
-``-0`` is the number 0 (DynamoDB numbers have no negative zero); trailing zeros do not change a
-number's value, so ``1.50`` is the number 1.5 in ``item``. The changelog keeps the text as it came.
+Numbers (:mod:`ddb2bq.numeric`) are DynamoDB's decimal text, converted exactly: never through
+a float unless the float gives back the same value, never through a ``decimal`` context (which
+rounds to 28 digits); boto3's ``TypeDeserializer`` is not used (it raises on valid numbers such
+as ``1234567895171680000000000000000000000000``). Text outside DynamoDB's domain (``1e999``, 39
+significant digits) is a ConversionError. Maps and lists nest at most 32 levels deep, as in
+DynamoDB; deeper values are refused too. ``-0`` is the number 0 (DynamoDB numbers have no
+negative zero); trailing zeros do not change a number's value, so ``1.50`` is the number 1.5 in
+``item``.
+
+The changelog stores an image as its plain ``item`` and the type sidecar of
+:func:`lean_item`: together they are the image exactly (:mod:`ddb2bq.images` rebuilds it).
 """
 
 from __future__ import annotations
