@@ -166,3 +166,41 @@ def test_a_dead_letter_written_before_the_lean_row_replays_into_a_lean_changelog
     assert item == {"pk": "k1", "sk": 1, "ss": ["a"], "n": N38}
     assert types == {"ss": "SS", "n": "N"}
     assert "new_image" not in row
+
+
+def test_old_images_are_stored_lean_once_init_has_added_their_columns(
+    tmp_path: Path,
+    dynamodb: Any,
+    bq_client: bigquery.Client,
+    dataset: bigquery.Dataset,
+    local_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a replication set up without old images, which then turns them on
+    table = f"old_images_{uuid.uuid4().hex[:8]}"
+    create_source_table(dynamodb, table, KEYS)
+    path = write_config(tmp_path / "ddb2bq.toml", table, dataset.dataset_id)
+    assert main(["init", "--config", path]) == 0
+    config = Path(path)
+    config.write_text(config.read_text().replace("[target]\n", "[target]\nold_images = true\n"))
+    dynamodb.put_item(TableName=table, Item=item(1))
+    dynamodb.put_item(TableName=table, Item=item(1, note="updated"))
+    capsys.readouterr()
+    # WHEN the runner starts before `ddb2bq init`  THEN it refuses, naming the fix, writing nothing
+    assert main(["run", "--config", path, "--until-caught-up"]) == 2
+    assert "run `ddb2bq init`" in capsys.readouterr().err
+    assert changelog(bq_client, path) == []
+    # WHEN init runs and the runner again
+    assert main(["init", "--config", path]) == 0
+    assert "added columns old_item, old_item_types" in capsys.readouterr().out
+    assert main(["run", "--config", path, "--until-caught-up"]) == 0
+    # THEN the MODIFY holds the image before it, lean: the item and its types
+    rows = changelog(bq_client, path)
+    assert [row["op"] for row in rows] == ["INSERT", "MODIFY"]
+    assert rows[0]["old_item"] is None
+    old = rows[1]["old_item"]
+    old = json.loads(old) if isinstance(old, str) else old
+    assert old["note"] == "first"
+    assert old["n38"] == N38
+    types = rows[1]["old_item_types"]
+    assert (json.loads(types) if isinstance(types, str) else types)["ss"] == "SS"

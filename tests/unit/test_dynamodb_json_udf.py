@@ -44,7 +44,7 @@ def run_udf(pairs: list[tuple[str | None, str | None]]) -> list[Any]:
     return [json.loads(line) for line in done.stdout.split("\n") if line]  # not splitlines: \u2028
 
 
-@settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(items(), min_size=1, max_size=30))
 def test_the_udf_rebuilds_what_the_python_function_rebuilds(images: list[dict[str, Any]]) -> None:
     # GIVEN lean rows of any items, their JSON columns as TO_JSON_STRING gives them

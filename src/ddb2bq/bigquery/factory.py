@@ -67,7 +67,13 @@ def pipeline_from_config(
     soft = config.target.deletes == "soft"
     loader = storage_loader if warm_start.applies(config) else None
     with loader.meanwhile() if loader is not None else contextlib.nullcontext():  # the GET
-        layout = load_layout(light, refs, soft=soft, entities=bool(config.entities))
+        layout = load_layout(
+            light,
+            refs,
+            soft=soft,
+            entities=bool(config.entities),
+            old_images=config.target.old_images,
+        )
     layout = with_config_entities(config, layout)  # [[entities]] checked here, with the keys
     switch = None
     write_client = None

@@ -188,6 +188,7 @@ def load_layout(
     *,
     soft: bool = False,
     entities: bool = False,
+    old_images: bool = False,
 ) -> TableLayout:
     """The layout recorded in the changelog's schema.
 
@@ -198,6 +199,9 @@ def load_layout(
     the light :class:`~ddb2bq.bigquery.rest.RestClient` (the Lambda's), with the same result.
     ``entities``: the configuration has ``[[entities]]``, so the changelog must have the
     ``_entity`` and ``_parts`` columns (else every row would be refused: ConfigError).
+    ``old_images``: ``[target] old_images`` is on, so a lean changelog must have ``old_item``
+    and ``old_item_types`` (ConfigError: run ``ddb2bq init``). The layout says whether the
+    changelog is lean (:class:`~ddb2bq.schema.TableLayout`), as its schema shows.
     """
     fields = _schema_json(client, refs.changes)
     if fields is None:
@@ -209,6 +213,8 @@ def load_layout(
             "written before), then start the replication again."
         )
     layout = layout_from_schema_json(fields, base or _stored_keys(fields, soft))
+    if old_images and not layout.old_images:
+        layout = dataclasses.replace(layout, old_images=True)
     if layout.lean and layout.old_images and "old_item" not in {f.get("name") for f in fields}:
         raise ConfigError(
             f"The changelog table {refs.changes} has no old_item and old_item_types columns, "
