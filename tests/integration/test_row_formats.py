@@ -54,6 +54,17 @@ def earlier_changelog(client: bigquery.Client, config_path: str) -> None:
     client.create_table(bigquery.Table(refs.changes.api, schema=schema))
 
 
+def initialised(
+    tmp_path: Path, dynamodb: Any, dataset: bigquery.Dataset, prefix: str
+) -> tuple[str, str]:
+    """A moto table and its replication's ddb2bq.toml (insertAll), after `ddb2bq init`."""
+    table = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    create_source_table(dynamodb, table, KEYS)
+    path = write_config(tmp_path / "ddb2bq.toml", table, dataset.dataset_id)
+    assert main(["init", "--config", path]) == 0
+    return table, path
+
+
 def changelog(client: bigquery.Client, config_path: str) -> list[dict[str, Any]]:
     refs = TableRefs.from_config(load_config(config_path), client.project)
     rows = client.query(f"SELECT * FROM {refs.changes.sql} ORDER BY `seq`").result()
@@ -71,12 +82,9 @@ def test_a_changelog_made_before_the_lean_row_is_upgraded_and_read_whole(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a replication whose changelog was made by the earlier ddb2bq
-    table = f"formats_{uuid.uuid4().hex[:8]}"
-    create_source_table(dynamodb, table, KEYS)
-    path = write_config(tmp_path / "ddb2bq.toml", table, dataset.dataset_id)
+    table, path = initialised(tmp_path, dynamodb, dataset, "formats")
     text = Path(path).read_text().replace('writer = "insert_all"', f'writer = "{writer}"')
     Path(path).write_text(text)
-    assert main(["init", "--config", path]) == 0
     earlier_changelog(bq_client, path)
     # WHEN changes are replicated before `ddb2bq init` runs again
     for n in range(6):
@@ -125,10 +133,7 @@ def test_a_dead_letter_written_before_the_lean_row_replays_into_a_lean_changelog
     local_env: dict[str, str],
 ) -> None:
     # GIVEN a lean changelog and a dead-letter file as the earlier ddb2bq wrote it
-    table = f"letters_{uuid.uuid4().hex[:8]}"
-    create_source_table(dynamodb, table, KEYS)
-    path = write_config(tmp_path / "ddb2bq.toml", table, dataset.dataset_id)
-    assert main(["init", "--config", path]) == 0
+    table, path = initialised(tmp_path, dynamodb, dataset, "letters")
     letters = tmp_path / "dead-letters" / table  # the earlier name: <table>/<day>.jsonl
     letters.mkdir(parents=True)
     record = {
@@ -177,10 +182,7 @@ def test_old_images_are_stored_lean_once_init_has_added_their_columns(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a replication set up without old images, which then turns them on
-    table = f"old_images_{uuid.uuid4().hex[:8]}"
-    create_source_table(dynamodb, table, KEYS)
-    path = write_config(tmp_path / "ddb2bq.toml", table, dataset.dataset_id)
-    assert main(["init", "--config", path]) == 0
+    table, path = initialised(tmp_path, dynamodb, dataset, "old_images")
     config = Path(path)
     config.write_text(config.read_text().replace("[target]\n", "[target]\nold_images = true\n"))
     dynamodb.put_item(TableName=table, Item=item(1))

@@ -24,17 +24,9 @@ from ddb2bq.convert import (
     plain_item,
 )
 from ddb2bq.exceptions import ConversionError
-from tests.strategies import attribute_values, number_text, to_event_json
+from tests.strategies import EXTREME_NUMBERS, attribute_values, number_text, to_event_json
 
-EXTREMES = [
-    "1E-130",
-    "-1E-130",
-    "9.9999999999999999999999999999999999999E+125",
-    "-9.9999999999999999999999999999999999999E+125",
-    "1234567895171680000000000000000000000000",
-    "0.12345678901234567890123456789012345678",
-    "12345678901234567890123456789012345678",
-]
+EXTREMES = EXTREME_NUMBERS
 
 
 @pytest.mark.parametrize("text", EXTREMES)

@@ -20,17 +20,11 @@ from ddb2bq.records import Change, make_seq
 from ddb2bq.rows import RowBuilder
 from ddb2bq.schema import build_layout
 from ddb2bq.verify.canonical import canonical_map
-from tests.strategies import attribute_values, items, to_event_json
+from tests.strategies import EXTREME_NUMBERS, attribute_values, items, to_event_json
 
 KEYS = [("pk", "S"), ("sk", "N")]
 EXTREMES = [
-    "1E-130",
-    "-1E-130",
-    "9.9999999999999999999999999999999999999E+125",
-    "-9.9999999999999999999999999999999999999E+125",
-    "1234567895171680000000000000000000000000",
-    "0.12345678901234567890123456789012345678",
-    "12345678901234567890123456789012345678",
+    *EXTREME_NUMBERS,
     "9007199254740993",  # 2**53 + 1: no float holds it
     "0.30000000000000004",
     "-0",
