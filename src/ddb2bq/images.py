@@ -71,7 +71,7 @@ def image_columns(layout: TableLayout, *, old: bool = False) -> list[str]:
         columns.append("item_types")
         if old and layout.old_images:
             columns += ["old_item", "old_item_types"]
-    if layout.earlier_images or not layout.lean:
+    if layout.has_earlier_images:
         columns += ["new_image", "old_image"] if old else ["new_image"]
     return columns
 

@@ -127,6 +127,12 @@ class TableLayout:
     earlier_images: bool = False
 
     @property
+    def has_earlier_images(self) -> bool:
+        """Whether the changelog has ``new_image`` and ``old_image``: made before the lean row,
+        or not yet given ``item_types`` (then its rows are written there)."""
+        return self.earlier_images or not self.lean
+
+    @property
     def has_entities(self) -> bool:
         """Whether changes are classified into entities (``_entity`` and ``_parts``)."""
         return self.entities is not None and len(self.entities) > 0
@@ -150,7 +156,7 @@ class TableLayout:
             Column("ingested_at", "TIMESTAMP"),
         ]
         images = []
-        if self.earlier_images or not self.lean:
+        if self.has_earlier_images:
             images += [Column("new_image", "JSON"), Column("old_image", "JSON")]
         images += [Column("is_ttl_delete", "BOOL"), Column("item", "JSON")]
         if self.lean:

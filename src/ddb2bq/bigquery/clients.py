@@ -5,8 +5,9 @@ parameters. The Google client libraries are imported when a client is made, not 
 the Lambda's ``insertAll`` path uses :func:`rest_client` (:mod:`ddb2bq.bigquery.rest`) and never
 imports them; a cold Lambda container imports the Storage Write client in the background
 (:func:`import_write_client`, :mod:`ddb2bq.bigquery.warm_start`). ``[target] endpoint`` (and
-``grpc_endpoint``) point BigQuery at a local emulator, reached without credentials; otherwise the credentials come from ``[google]``
-(:mod:`ddb2bq.credentials`: workload identity, a Secrets Manager key, or application defaults).
+``grpc_endpoint``) point BigQuery at a local emulator, reached without credentials; otherwise
+the credentials come from ``[google]`` (:mod:`ddb2bq.credentials`: workload identity, a Secrets
+Manager key, or application defaults).
 DynamoDB's clients are in :mod:`ddb2bq.dynamodb.connect`.
 
 >>> client = bigquery_client(load_config("ddb2bq.toml"))  # doctest: +SKIP

@@ -74,6 +74,12 @@ def pipeline_from_config(
             entities=bool(config.entities),
             old_images=config.target.old_images,
         )
+    if not layout.lean:
+        logger.warning(
+            "The changelog %s was made before the lean row and has no item_types column: its "
+            "rows are written as before (new_image and old_image) until `ddb2bq init` adds it.",
+            refs.changes,
+        )
     layout = with_config_entities(config, layout)  # [[entities]] checked here, with the keys
     switch = None
     write_client = None

@@ -221,12 +221,6 @@ def load_layout(
             "which [target] old_images = true needs: run `ddb2bq init` (it adds them), then "
             "start the replication again."
         )
-    if not layout.lean:
-        logger.warning(
-            "The changelog %s was made before the lean row and has no item_types column: its "
-            "rows are written as before (new_image and old_image) until `ddb2bq init` adds it.",
-            refs.changes,
-        )
     return layout
 
 

@@ -169,7 +169,7 @@ def _image_of(row: Any) -> Item | None:
     """The row's item as DynamoDB JSON (B as base64 text), None when it has none or it cannot
     be rebuilt (verify reports that item as a difference)."""
     try:
-        return new_image(dict(row.items()))
+        return new_image(row)  # a query's Row reads like a mapping (``get``), as a dict does
     except ConversionError:
         return None
 
