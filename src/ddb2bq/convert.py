@@ -41,6 +41,7 @@ from ddb2bq.exceptions import ConversionError
 from ddb2bq.numeric import (
     SIMPLE_MAX,
     BadValueError,
+    canonical_number,
     decimal_of,
     decimal_text,
     json_number,
@@ -48,8 +49,8 @@ from ddb2bq.numeric import (
     number_kind,
     parse_number,
     short_fraction,
+    short_number,
     simple_decimal,
-    simple_number_json,
     widen,
 )
 from ddb2bq.records import AttributeValue, Item, quote_value
@@ -172,39 +173,34 @@ def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue |
     if column_type == "STRING":
         return _string_column
     if column_type in ("INT64", "NUMERIC", "BIGNUMERIC"):
-        fits = {kind for kind in ("INT64", "NUMERIC") if widen(kind, column_type) == column_type}
+        integer_only = column_type == "INT64"
 
         def number_column(value: AttributeValue) -> JsonValue | Conflict:
-            if type(value) is dict and len(value) == 1 and "N" in value:
-                raw = value["N"]
-                if _plain_integer(raw):  # already the exact decimal text of an INT64
-                    return raw
-                if type(raw) is str and len(raw) <= SIMPLE_MAX and raw.isascii():
-                    simple = simple_decimal(raw)
-                    if simple is not None:
-                        if simple[1] in fits:
-                            return simple[0]
-                        return Conflict(f"{raw} does not fit a {column_type} column")
+            # canonical positional text (as DynamoDB returns numbers) is its own exact decimal
+            # text: taken as it is when it fits the column, anything else the general way
+            raw = value.get("N") if type(value) is dict and len(value) == 1 else None
+            if (
+                type(raw) is str
+                and len(raw) <= _NUMERIC_TEXT_MAX
+                and canonical_number(raw) is not None
+                and raw != "-0"
+            ):
+                point = raw.find(".")
+                if point < 0:
+                    if len(raw) - (raw[0] == "-") <= (18 if integer_only else 29):
+                        return raw
+                elif not integer_only and len(raw) - point <= 10 and point - (raw[0] == "-") <= 29:
+                    return raw  # at most 9 digits after the point and 29 before it
             return column_value(value, column_type)
 
         return number_column
     return lambda value: column_value(value, column_type)
 
 
-def _plain_integer(raw: Any) -> bool:
-    """Whether ``raw`` is ASCII digits without a leading zero, short enough for an INT64."""
-    return (
-        type(raw) is str
-        and len(raw) < 19
-        and raw.isdigit()
-        and raw.isascii()
-        and (raw[0] != "0" or raw == "0")
-    )
-
-
 def _string_column(value: AttributeValue) -> JsonValue | Conflict:
-    if type(value) is dict and len(value) == 1 and type(value.get("S")) is str:
-        return value["S"]
+    raw = value.get("S") if type(value) is dict else None
+    if type(raw) is str and len(value) == 1:
+        return raw
     return column_value(value, "STRING")
 
 
@@ -235,6 +231,7 @@ def _scalar_column_value(tag: str, value: AttributeValue, column_type: str) -> J
 
 
 _SCALAR_FITS = frozenset({("S", "STRING"), ("B", "BYTES"), ("BOOL", "BOOL")})
+_NUMERIC_TEXT_MAX = 40  # a sign, 29 digits, a point and 9 digits
 _SET_ELEMENT = {"SS": "S", "NS": "N", "BS": "B"}
 
 
@@ -310,20 +307,21 @@ def _string_set(value: AttributeValue) -> JsonValue:
 def _number_set(value: AttributeValue) -> JsonValue:
     members = value["NS"]
     if type(members) is list:
-        simple = [_set_member(m) for m in members]
-        # exact int/float values sort as their decimals do; equal ones convert alike
-        if all(type(v) is int or type(v) is float for v in simple):
-            return sorted(simple)
+        numbers: list[int | float] = []
+        for member in members:
+            if type(member) is str and len(member) <= 16:
+                short = short_number(member)
+                if short is not None:
+                    numbers.append(int(member) if short[1] is not None else float(member))
+                    continue
+            number = json_number(member) if type(member) is str else None
+            if type(number) is not int and type(number) is not float:
+                break
+            numbers.append(number)
+        else:
+            # exact int/float values sort as their decimals do; equal ones convert alike
+            return sorted(numbers)
     return [json_number(m) for m in _sorted_set("NS", members)]
-
-
-def _set_member(member: Any) -> int | float | str | None:
-    """A number set's member as :func:`simple_number_json` gives it, small integers first."""
-    if type(member) is not str or not member.isascii() or len(member) > SIMPLE_MAX:
-        return None
-    if len(member) < 16 and (member.isdigit() or (member[:1] == "-" and member[1:].isdigit())):
-        return int(member)
-    return simple_number_json(member)
 
 
 def _binary_set(value: AttributeValue) -> JsonValue:
@@ -357,7 +355,9 @@ def _too_deep() -> BadValueError:
 # anything else goes through the dispatch table ``_PLAIN``, which also raises every error. Each
 # also returns the value's type sidecar (see :func:`lean_item`), None when nothing needs a tag,
 # built only when something does.
-def _lean_members(members: Mapping[str, Any], depth: int = 0) -> tuple[JsonObject, Types]:
+def _lean_members(  # noqa: PLR0915 (the hot path: inlined, a call per value costs more)
+    members: Mapping[str, Any], depth: int = 0
+) -> tuple[JsonObject, Types]:
     if depth > MAX_NESTING:
         raise _too_deep()
     out: JsonObject = {}
@@ -365,13 +365,15 @@ def _lean_members(members: Mapping[str, Any], depth: int = 0) -> tuple[JsonObjec
     name = ""
     try:
         for name, value in members.items():
-            if type(value) is dict and len(value) == 1:
-                ((tag, raw),) = value.items()
-                if tag == "S":
+            if len(value) == 1:  # anything but a one-entry object fails here or below
+                # S and N first, by membership (cheaper than unpacking the pair): most values
+                if "S" in value:
+                    raw = value["S"]
                     if type(raw) is str:
                         out[name] = raw
                         continue
-                elif tag == "N":
+                elif "N" in value:
+                    raw = value["N"]
                     if type(raw) is str:
                         if len(raw) < 16 and raw.isascii() and raw.isdigit():
                             out[name] = int(raw)
@@ -382,84 +384,106 @@ def _lean_members(members: Mapping[str, Any], depth: int = 0) -> tuple[JsonObjec
                             if type(number) is str:
                                 types = _tagged(types, name, "N")
                         continue
-                elif tag == "M":
-                    if type(raw) is dict:
-                        out[name], inner = _lean_members(raw, depth + 1)
-                        if inner is not None:
-                            types = _tagged(types, name, inner)
+                else:
+                    ((tag, raw),) = value.items()
+                    if tag == "M":
+                        if type(raw) is dict:
+                            out[name], inner = _lean_members(raw, depth + 1)
+                            if inner is not None:
+                                types = _tagged(types, name, inner)
+                            continue
+                    elif tag == "L":
+                        if type(raw) is list:
+                            out[name], inner = _lean_list(raw, depth + 1)
+                            if inner is not None:
+                                types = _tagged(types, name, inner)
+                            continue
+                    elif tag == "BOOL":
+                        if type(raw) is bool:
+                            out[name] = raw
+                            continue
+                    elif tag in _TAGGED:
+                        out[name] = _PLAIN[tag](value)
+                        types = _tagged(types, name, tag)
                         continue
-                elif tag == "L":
-                    if type(raw) is list:
-                        out[name], inner = _lean_list(raw, depth + 1)
-                        if inner is not None:
-                            types = _tagged(types, name, inner)
-                        continue
-                elif tag == "BOOL":
-                    if type(raw) is bool:
-                        out[name] = raw
-                        continue
-                elif tag == "NULL":
-                    out[name] = None
-                    continue
-                elif tag in _TAGGED:
-                    out[name] = _PLAIN[tag](value)
-                    types = _tagged(types, name, tag)
-                    continue
             out[name] = _PLAIN[_tag(value)](value)  # raises: no well-formed value is left
     except BadValueError as exc:
         raise BadValueError(exc.message, _join(name, exc.path)) from None
+    except _NOT_AN_OBJECT:
+        _refuse(value, name)
+        raise  # a well-formed value: not bad input
     return out, types
 
 
-def _lean_list(members: list[Any], depth: int) -> tuple[list[JsonValue], Types]:
+def _lean_list(  # noqa: PLR0915 (the hot path, as _lean_members)
+    members: list[Any], depth: int
+) -> tuple[list[JsonValue], Types]:
     if depth > MAX_NESTING:
         raise _too_deep()
     out: list[JsonValue] = []
     types: dict[str, Any] | None = None
     try:
         for value in members:
-            if type(value) is dict and len(value) == 1:
-                ((tag, raw),) = value.items()
-                if tag == "S":
+            if len(value) == 1:  # anything but a one-entry object fails here or below
+                if "S" in value:
+                    raw = value["S"]
                     if type(raw) is str:
                         out.append(raw)
                         continue
-                elif tag == "N":
+                elif "N" in value:
+                    raw = value["N"]
                     if type(raw) is str:
                         if len(raw) < 16 and raw.isascii() and raw.isdigit():
                             out.append(int(raw))
                         elif len(raw) <= 16 and short_fraction(raw) is not None:
                             out.append(float(raw))
                         else:
-                            number = json_number(raw)
+                            out.append(number := json_number(raw))
                             if type(number) is str:
-                                types = _tagged(types, str(len(out)), "N")
-                            out.append(number)
+                                types = _tagged(types, str(len(out) - 1), "N")
                         continue
-                elif tag == "M":
-                    if type(raw) is dict:
-                        member, inner = _lean_members(raw, depth + 1)
-                        if inner is not None:
-                            types = _tagged(types, str(len(out)), inner)
-                        out.append(member)
+                else:
+                    ((tag, raw),) = value.items()
+                    if tag == "M":
+                        if type(raw) is dict:
+                            member, inner = _lean_members(raw, depth + 1)
+                            if inner is not None:
+                                types = _tagged(types, str(len(out)), inner)
+                            out.append(member)
+                            continue
+                    elif tag == "L":
+                        if type(raw) is list:
+                            listed, inner = _lean_list(raw, depth + 1)
+                            if inner is not None:
+                                types = _tagged(types, str(len(out)), inner)
+                            out.append(listed)
+                            continue
+                    elif tag in _TAGGED:
+                        converted = _PLAIN[tag](value)
+                        types = _tagged(types, str(len(out)), tag)
+                        out.append(converted)
                         continue
-                elif tag == "L":
-                    if type(raw) is list:
-                        listed, inner = _lean_list(raw, depth + 1)
-                        if inner is not None:
-                            types = _tagged(types, str(len(out)), inner)
-                        out.append(listed)
-                        continue
-                elif tag in _TAGGED:
-                    converted = _PLAIN[tag](value)
-                    types = _tagged(types, str(len(out)), tag)
-                    out.append(converted)
-                    continue
             out.append(_PLAIN[_tag(value)](value))
     except BadValueError as exc:
         # ``out`` holds exactly the members before the one that failed
         raise BadValueError(exc.message, _join(f"[{len(out)}]", exc.path)) from None
+    except _NOT_AN_OBJECT:
+        _refuse(value, f"[{len(out)}]")
+        raise  # a well-formed value: not bad input
     return out, types
+
+
+# What the loops above raise for a value that is no JSON object (a string, a number, a list):
+# they take one for an object without checking its type first (a check per value).
+_NOT_AN_OBJECT = (AttributeError, TypeError)
+
+
+def _refuse(value: Any, where: str) -> None:
+    """Raise the error of a value the loops could not take (:func:`_tag` says what is wrong)."""
+    try:
+        _tag(value)
+    except BadValueError as exc:
+        raise BadValueError(exc.message, _join(where, exc.path)) from None
 
 
 def _tagged(types: dict[str, Any] | None, member: str, tag: Any) -> dict[str, Any]:

@@ -25,6 +25,11 @@ _SAFE_INTEGER = 2**53
 SIMPLE_MAX = 64  # longest number text taken by the fast paths (values within 1E-63..1E+64)
 # At most 15 digits and not an integer: its float is exact (see simple_number_json).
 short_fraction = re.compile(r"-?[0-9]+\.[0-9]*[1-9]").fullmatch
+# Text of at most 16 characters: an integer of at most 15 digits (group 1: an int, below 2**53)
+# or a fraction ending in a non-zero digit (at most 15 digits: its float is exact).
+short_number = re.compile(r"(-?[0-9]{1,15})|-?[0-9]+\.[0-9]*[1-9]").fullmatch
+# The canonical positional text DynamoDB returns: no leading zero, no trailing zero after a point.
+canonical_number = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?").fullmatch
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 NUMERIC_INTEGER_DIGITS, NUMERIC_SCALE = 29, 9
 BIGNUMERIC_SCALE = 38
@@ -54,17 +59,56 @@ def number_json(text: str) -> int | float | str:
 
 
 def json_number(text: str) -> int | float | str:
-    if type(text) is not str or not text.isascii():
-        raise BadValueError(f"{_short(text)} is not a DynamoDB number")
-    if len(text) < 16 and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
-        return int(text)
+    """:func:`number_json`, raising :class:`BadValueError` (the hot path's form)."""
     if type(text) is str and len(text) <= SIMPLE_MAX and text.isascii():
-        if len(text) <= 16 and short_fraction(text) is not None:
-            return float(text)
+        if len(text) <= 16:
+            short = short_number(text)
+            if short is not None:
+                return int(text) if short[1] is not None else float(text)
+        if canonical_number(text) is not None:
+            found = _canonical_json(text)
+            if found is not None:
+                return found
         simple = simple_number_json(text)
         if simple is not None:
             return simple
+    elif type(text) is not str or not text.isascii():
+        raise BadValueError(f"{_short(text)} is not a DynamoDB number")
     return _exact_number_json(text)
+
+
+def _canonical_json(text: str) -> int | float | str | None:
+    """:func:`json_number` of canonical positional text (``canonical_number``), or None when
+    only the exact check can tell (a 16- or 17-digit integer, a 16- or 17-digit fraction whose
+    float prints in exponent form, more than 38 digits).
+
+    Sound for the reasons :func:`simple_number_json` gives; canonical text (no leading zero,
+    no trailing zero after the point) counts its significant digits from its length, and is
+    the same value as another canonical positional text only when it is the same text.
+    """
+    negative = text[0] == "-"
+    point = text.find(".")
+    if point < 0:  # an integer of 16 digits or more: shorter ones are short numbers
+        if len(text) - negative == 16:
+            whole = int(text)
+            if -_SAFE_INTEGER <= whole <= _SAFE_INTEGER:
+                return whole
+        significant = len(text.rstrip("0")) - negative
+    elif text[negative] == "0":  # 0.000ddd: the digits after the zeros
+        significant = len(text[point + 1 :].lstrip("0"))
+    else:
+        significant = len(text) - negative - 1
+    if significant <= 15:
+        return float(text)
+    if significant > 17:
+        return text if significant <= MAX_DIGITS else None
+    if point < 0:
+        return None
+    as_float = float(text)
+    shortest = repr(as_float)
+    if shortest == text:
+        return as_float
+    return text if "e" not in shortest else None
 
 
 def simple_number_json(text: str) -> int | float | str | None:

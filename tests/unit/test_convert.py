@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ddb2bq import numeric
 from ddb2bq.convert import (
     Conflict,
     column_converter,
@@ -361,3 +362,32 @@ def test_a_column_refuses_a_value_of_its_own_type_with_bad_contents(
     # WHEN converted for the column (as a key column is)  THEN refused, not passed on
     with pytest.raises(ConversionError):
         column_converter(column_type)(value)
+
+
+@st.composite
+def canonical_number_text(draw: st.DrawFn) -> str:
+    """Number text as DynamoDB returns it: positional, no leading zero, no trailing zero after a
+    point; 1 to 40 digits, with the point anywhere (fast paths take most of these)."""
+    digits = draw(st.text("0123456789", min_size=1, max_size=40))
+    point = draw(st.integers(0, len(digits)))
+    whole, fraction = digits[:point].lstrip("0") or "0", digits[point:].rstrip("0")
+    sign = draw(st.sampled_from(["", "-"]))
+    return sign + (f"{whole}.{fraction}" if fraction else whole)
+
+
+@settings(max_examples=600)
+@given(st.one_of(canonical_number_text(), number_text()))
+def test_the_fast_number_paths_give_what_the_exact_comparison_gives(text: str) -> None:
+    # GIVEN number text of any spelling, most of it canonical as DynamoDB returns it
+    # WHEN converted for item by the fast paths, and by the exact decimal comparison alone
+    try:
+        exact = numeric._exact_number_json(text)
+    except numeric.BadValueError:
+        # THEN text the exact path refuses is refused by the fast ones too
+        with pytest.raises(ConversionError):
+            number_json(text)
+        return
+    fast = number_json(text)
+    # THEN both give the same JSON value, of the same type (int, float or the decimal text)
+    assert type(fast) is type(exact)
+    assert fast == exact
