@@ -382,6 +382,8 @@ class _EnvText(str):
 
 
 def _build_section(section: str, cls: type[Any], values: dict[str, tuple[Any, str]]) -> Any:
+    if not values:
+        return cls()  # its defaults; evaluating the type hints is most of the cost otherwise
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
