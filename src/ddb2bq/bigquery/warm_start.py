@@ -163,10 +163,12 @@ class StorageWriteLoader:
 
     The handler's own work comes first: inside :meth:`paused` (an invocation) the loader starts
     no new step, except inside :meth:`meanwhile` (the handler waits for BigQuery's answer);
-    with ``wait_for_handler`` it also waits for the first invocation to reach such a moment (or
-    end). It never waits more than ``pause_limit`` seconds for its turn, so it always gets on. Python runs
-    one thread at a time: an import step running beside the handler's conversion would slow it
-    down by as much. A step that cannot be imported is skipped (``load`` says whether the client
+    with ``wait_for_handler`` it leaves the first invocation alone, waits included: no step
+    starts before that invocation's :meth:`paused` block ends, so that a cold container's first
+    write comes first. It never waits more than ``pause_limit`` seconds for its turn, so it
+    always gets on. Python runs one thread at a time: an import step running beside the
+    handler's conversion would slow it down by as much, and a step started in a short wait
+    runs on past it (the import of gRPC's core alone takes 20 to 40 ms). A step that cannot be imported is skipped (``load`` says whether the client
     can be had).
 
     :attr:`ready` tells without waiting whether the load succeeded; :meth:`wait` waits at most
@@ -194,6 +196,7 @@ class StorageWriteLoader:
         self._name = name
         self._done = threading.Event()
         self._turn = threading.Event()
+        self._first_invocation = wait_for_handler  # held until it ends
         if not wait_for_handler:
             self._turn.set()
         self._pauses = 0
@@ -230,21 +233,25 @@ class StorageWriteLoader:
         try:
             yield
         finally:
-            self._add_pause(-1)
+            self._add_pause(-1, release=True)
 
     @contextmanager
-    def meanwhile(self) -> Iterator[None]:
-        """Inside :meth:`paused`, a block that waits on the network: the loader may go on."""
-        self._add_pause(-1)
+    def meanwhile(self, *, needed: bool = False) -> Iterator[None]:
+        """Inside :meth:`paused`, a block that waits on the network: the loader may go on
+        (after the first invocation, with ``wait_for_handler``; at once when the block waits
+        for the load itself: ``needed``)."""
+        self._add_pause(-1, release=needed)
         try:
             yield
         finally:
             self._add_pause(1)
 
-    def _add_pause(self, change: int) -> None:
+    def _add_pause(self, change: int, *, release: bool = False) -> None:
         with self._lock:
             self._pauses += change
-            if self._pauses > 0:
+            if release:  # the first invocation ended, or needs the load
+                self._first_invocation = False
+            if self._pauses > 0 or self._first_invocation:
                 self._turn.clear()
             else:
                 self._turn.set()
@@ -337,7 +344,9 @@ class StorageWriteSwitch:
             return
         deadline = current_deadline()
         timeout = EVOLVE_WAIT if deadline is None else min(EVOLVE_WAIT, deadline.remaining())
-        if not self._loader.wait(timeout):
+        with self._loader.meanwhile(needed=True):  # the handler waits for it: its turn
+            loaded = self._loader.wait(timeout)
+        if not loaded:
             raise RetryableError(
                 f"{what} waits for the Storage Write client, still loading after "
                 f"{timeout:.1f} s; the batch will be tried again."
