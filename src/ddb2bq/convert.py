@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,7 +42,6 @@ from ddb2bq.exceptions import ConversionError
 from ddb2bq.numeric import (
     SIMPLE_MAX,
     BadValueError,
-    canonical_number,
     decimal_of,
     decimal_text,
     json_number,
@@ -173,24 +173,14 @@ def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue |
     if column_type == "STRING":
         return _string_column
     if column_type in ("INT64", "NUMERIC", "BIGNUMERIC"):
-        integer_only = column_type == "INT64"
+        fits = _INT64_TEXT if column_type == "INT64" else _NUMERIC_TEXT
 
         def number_column(value: AttributeValue) -> JsonValue | Conflict:
             # canonical positional text (as DynamoDB returns numbers) is its own exact decimal
             # text: taken as it is when it fits the column, anything else the general way
             raw = value.get("N") if type(value) is dict and len(value) == 1 else None
-            if (
-                type(raw) is str
-                and len(raw) <= _NUMERIC_TEXT_MAX
-                and canonical_number(raw) is not None
-                and raw != "-0"
-            ):
-                point = raw.find(".")
-                if point < 0:
-                    if len(raw) - (raw[0] == "-") <= (18 if integer_only else 29):
-                        return raw
-                elif not integer_only and len(raw) - point <= 10 and point - (raw[0] == "-") <= 29:
-                    return raw  # at most 9 digits after the point and 29 before it
+            if type(raw) is str and fits(raw) is not None:
+                return raw
             return column_value(value, column_type)
 
         return number_column
@@ -231,7 +221,13 @@ def _scalar_column_value(tag: str, value: AttributeValue, column_type: str) -> J
 
 
 _SCALAR_FITS = frozenset({("S", "STRING"), ("B", "BYTES"), ("BOOL", "BOOL")})
-_NUMERIC_TEXT_MAX = 40  # a sign, 29 digits, a point and 9 digits
+# Canonical number text (no leading zero, no trailing zero after a point, not -0) that an INT64
+# holds (at most 18 digits), and that a NUMERIC holds (at most 29 digits before the point and 9
+# after it): the column's exact decimal text as it is.
+_INT64_TEXT = re.compile(r"0|-?[1-9][0-9]{0,17}").fullmatch
+_NUMERIC_TEXT = re.compile(
+    r"0|-?[1-9][0-9]{0,28}|-?(?:0|[1-9][0-9]{0,28})\.[0-9]{0,8}[1-9]"
+).fullmatch
 _SET_ELEMENT = {"SS": "S", "NS": "N", "BS": "B"}
 
 

@@ -391,3 +391,19 @@ def test_the_fast_number_paths_give_what_the_exact_comparison_gives(text: str) -
     # THEN both give the same JSON value, of the same type (int, float or the decimal text)
     assert type(fast) is type(exact)
     assert fast == exact
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(canonical_number_text(), number_text()),
+    st.sampled_from(["INT64", "NUMERIC", "BIGNUMERIC"]),
+)
+def test_a_number_columns_fast_path_gives_what_the_general_one_gives(
+    text: str, column_type: str
+) -> None:
+    # GIVEN a number and a number column  WHEN converted by the column's own converter (its
+    # fast path takes canonical text that fits) and by the general column_value
+    fast = column_converter(column_type)({"N": text})
+    general = column_value({"N": text}, column_type)
+    # THEN the same exact text, or the same conflict
+    assert repr(fast) == repr(general)
