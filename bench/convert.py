@@ -34,6 +34,7 @@ Run from the repository root::
 
     .venv/bin/python bench/convert.py
     .venv/bin/python bench/convert.py --records 2000 --profile 25
+    .venv/bin/python bench/convert.py --bytecodes     # per record, deterministic
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import pstats
 import random
 import statistics
 import string
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -457,6 +459,35 @@ def profile(records: int, seed: int, top: int) -> str:
     return out.getvalue()
 
 
+def bytecodes(records: int, seed: int) -> dict[str, float]:
+    """Bytecodes the interpreter runs per record, for each pipeline but the floor, counted with
+    ``sys.settrace``'s opcode events (deterministic: the same on any machine, whatever its load;
+    the eval loop's dispatch of them is most of a pure-Python pipeline's time)."""
+    event = make_event(records, seed)
+    counts: dict[str, float] = {}
+    for name in ("ddb2bq", "baseline"):
+        pipeline = PIPELINES[name]
+        pipeline(event)  # first-call costs (caches, lazy imports) are not per record
+        executed = 0
+
+        def trace(frame: Any, kind: str, arg: Any) -> Any:
+            nonlocal executed
+            if kind == "call":
+                frame.f_trace_opcodes = True
+                frame.f_trace_lines = False
+            elif kind == "opcode":
+                executed += 1
+            return trace
+
+        sys.settrace(trace)
+        try:
+            pipeline(event)
+        finally:
+            sys.settrace(None)
+        counts[name] = executed / records
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--records", type=int, default=10_000, help="records in the event")
@@ -464,7 +495,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20240501, help="random seed of the event")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="what to time")
     parser.add_argument("--profile", type=int, metavar="TOP", help="print cProfile's top entries")
+    parser.add_argument(
+        "--bytecodes", action="store_true", help="count bytecodes per record (1,000 records)"
+    )
     args = parser.parse_args(argv)
+    if args.bytecodes:
+        counts = bytecodes(min(args.records, 1_000), args.seed)
+        print(
+            f"bytecodes per record: ddb2bq {counts['ddb2bq']:,.0f}, baseline "
+            f"{counts['baseline']:,.0f} ({counts['ddb2bq'] / counts['baseline']:.2f}x)"
+        )
+        return 0
     print(report(measure(args.records, args.repeat, args.seed, args.clock)))
     if args.profile:
         print(profile(args.records, args.seed, args.profile))

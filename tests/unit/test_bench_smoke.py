@@ -56,6 +56,16 @@ def test_measure_times_every_pipeline_and_reports_ratios(
         assert figures[name]["peak_bytes"] > 0
 
 
+def test_bytecode_counts_are_the_same_in_every_run(bench: ModuleType) -> None:
+    # GIVEN the benchmark's bytecode count, run small
+    # WHEN it counts twice
+    first, second = bench.bytecodes(RECORDS, 7), bench.bytecodes(RECORDS, 7)
+    # THEN both pipelines run bytecodes, and the counts do not depend on the machine's moment
+    assert first["ddb2bq"] > 0
+    assert first["baseline"] > 0
+    assert first == second
+
+
 def test_the_event_is_the_mix_the_benchmark_claims(event: dict[str, Any]) -> None:
     # GIVEN the generated event
     records = event["Records"]
