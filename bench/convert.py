@@ -461,8 +461,9 @@ def profile(records: int, seed: int, top: int) -> str:
 
 def bytecodes(records: int, seed: int) -> dict[str, float]:
     """Bytecodes the interpreter runs per record, for each pipeline but the floor, counted with
-    ``sys.settrace``'s opcode events (deterministic: the same on any machine, whatever its load;
-    the eval loop's dispatch of them is most of a pure-Python pipeline's time)."""
+    ``sys.settrace``'s opcode events (the same on any machine, whatever its load, but for a few
+    when the clock's second ticks over between two rows' ingestion times; the eval loop's
+    dispatch of them is most of a pure-Python pipeline's time)."""
     event = make_event(records, seed)
     counts: dict[str, float] = {}
     for name in ("ddb2bq", "baseline"):
