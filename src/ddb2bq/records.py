@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import reprlib
 import time
 from collections.abc import Mapping, Sequence
@@ -335,6 +334,8 @@ def _snapshot_keys(image: Item, key_names: Sequence[str], index: int) -> Item:
 
 def snapshot_event_id(generation: int, keys: Item) -> str:
     """A stable event id for a snapshot row, so a repeated backfill writes the same id."""
+    import hashlib  # noqa: PLC0415 (lazy: its OpenSSL library costs a cold start ~3 ms)
+
     digest = hashlib.sha256(orjson.dumps(keys, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
     return f"snapshot-{generation}-{digest}"
 

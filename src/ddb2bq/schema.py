@@ -26,7 +26,6 @@ of kinds -> JSON. Evolution is additive only: new columns, never a changed or dr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -254,6 +253,8 @@ def assign_names(
 
 
 def _hashed(name: str, attribute: str, used: set[str]) -> str:
+    import hashlib  # noqa: PLC0415 (lazy: its OpenSSL library costs a cold start ~3 ms)
+
     digest = hashlib.sha256(attribute.encode("utf-8", "surrogatepass")).hexdigest()
     for width in (8, 16, 32, 64):
         candidate = f"{name[: MAX_NAME - width - 1]}_{digest[:width]}"
@@ -409,6 +410,8 @@ def bigquery_table_name(dynamodb_table: str) -> str:
     name = table_name_characters(dynamodb_table)
     if name == dynamodb_table and 0 < len(name.encode("utf-8")) <= MAX_TABLE_NAME_BYTES:
         return name
+    import hashlib  # noqa: PLC0415 (lazy: its OpenSSL library costs a cold start ~3 ms)
+
     digest = hashlib.sha256(dynamodb_table.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     head = name.encode("utf-8")[: MAX_TABLE_NAME_BYTES - 9].decode("utf-8", "ignore")
     return f"{head}_{digest}"

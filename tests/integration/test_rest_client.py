@@ -41,10 +41,33 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 # --- a scripted HTTP/1.1 server ---------------------------------------------------------------
 
 
+# Answers written byte for byte (path "/raw/<name>"), as servers other than this one send them.
+RAW_ANSWERS = {
+    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b'8;ext=1\r\n{"path":\r\n0c\r\n "/chunked"}\r\n0\r\nTrailer: x\r\n\r\n',
+    "continue": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 21\r\n\r\n"
+    b'{"path": "/continue"}',
+    "close": b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 18\r\n\r\n"
+    b'{"path": "/close"}',
+    "to-the-end": b'HTTP/1.0 200 OK\r\n\r\n{"path": "/to-the-end"}',
+    "no-content": b"HTTP/1.1 204 No Content\r\n\r\n",
+    "cut-short": b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"path"',
+    "not-http": b"SSH-2.0-OpenSSH_9.2\r\n",
+    "many-headers": b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 101 + b"\r\n",
+    "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+    "bad-length": b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+}
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive unless told otherwise
 
     def do_GET(self) -> None:
+        if self.path.startswith("/raw/"):
+            cast(ScriptedServer, self.server).requests.append(self.raw_requestline)
+            self.wfile.write(RAW_ANSWERS[self.path.removeprefix("/raw/")])
+            self.close_connection = not self.path.endswith(("chunked", "continue", "no-content"))
+            return
         body = json.dumps({"path": self.path}).encode()
         headers = {"Content-Type": "application/json"}
         if self.path == "/slow":
@@ -64,10 +87,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         super().setup()
         cast(ScriptedServer, self.server).connections += 1
 
-    def finish(self) -> None:
-        super().finish()
-        cast(ScriptedServer, self.server).finished.set()
-
     def log_message(self, *args: Any) -> None:
         pass
 
@@ -79,10 +98,15 @@ class ScriptedServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.connections = 0
         self.finished = threading.Event()
+        self.requests: list[bytes] = []
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)  # the socket is closed: the client can see it now
+        self.finished.set()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that gave up (the timeout test) breaks the pipe: expected
@@ -148,6 +172,93 @@ def test_a_server_that_does_not_answer_in_time_is_a_retryable_timeout(
     assert classify(caught.value)
     # ... and the connection is usable again afterwards (a fresh one)
     assert get(connections, f"{server.url}/after") == {"path": "/after"}
+
+
+@pytest.mark.parametrize("name", ["chunked", "continue", "close", "to-the-end"])
+def test_answers_of_every_framing_are_read_whole(server: ScriptedServer, name: str) -> None:
+    # GIVEN a server answering chunked, after a 100 Continue, with Connection: close, or an
+    # HTTP/1.0 answer read to the end of the connection
+    connections = Connections()
+    # WHEN the client asks twice  THEN it reads each answer whole, both times
+    assert get(connections, f"{server.url}/raw/{name}") == {"path": f"/{name}"}
+    assert get(connections, f"{server.url}/raw/{name}") == {"path": f"/{name}"}
+    connections.close()
+    # ... on one connection when the answer kept it open, on a new one when it closed it
+    kept = name in ("chunked", "continue")
+    assert server.connections == (1 if kept else 2)
+
+
+def test_an_answer_without_a_body_keeps_the_connection(server: ScriptedServer) -> None:
+    connections = Connections()
+    answers = [connections.send("GET", f"{server.url}/raw/no-content", None, {}, 5.0) for _ in "ab"]
+    connections.close()
+    assert [(a.status, a.data) for a in answers] == [(204, b""), (204, b"")]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("cut-short", "the answer ended after 7 of its 100 bytes"),
+        ("not-http", "does not start with an HTTP/1.x status line: b'SSH-2.0"),
+        ("many-headers", "the answer holds more than 100 headers"),
+        ("bad-chunk", "the answer holds a bad chunk size b'-1'"),
+        ("bad-length", "the answer's Content-Length '-1' is not a number"),
+    ],
+)
+def test_an_answer_that_is_not_whole_http_is_a_retryable_connection_error(
+    server: ScriptedServer, name: str, why: str
+) -> None:
+    # GIVEN a server whose answer is cut short or is not HTTP/1.x
+    connections = Connections()
+    # WHEN the client reads it  THEN a ConnectionError names the request and what was wrong
+    with pytest.raises(ConnectionError) as caught:
+        connections.send("GET", f"{server.url}/raw/{name}", None, {}, 5.0)
+    assert str(caught.value).startswith(f"GET {server.url}/raw/{name}: BadAnswerError: ")
+    assert why in str(caught.value)
+    assert classify(caught.value)
+    # ... and the next request goes out on a new connection
+    assert get(connections, f"{server.url}/after") == {"path": "/after"}
+    connections.close()
+    assert server.connections == 2
+
+
+def test_the_request_carries_its_host_length_and_body_in_one_piece(server: ScriptedServer) -> None:
+    # GIVEN a listening socket standing for the server, to read the request's bytes as sent
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        seen: list[bytes] = []
+
+        def answer_once() -> None:
+            peer, _ = listener.accept()
+            with peer:
+                data = b""
+                while not data.endswith(b"{}"):
+                    data += peer.recv(65536)
+                seen.append(data)
+                peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]")
+
+        thread = threading.Thread(target=answer_once, daemon=True)
+        thread.start()
+        # WHEN the client POSTs a body with headers of its own
+        answer = Connections().send(
+            "POST", f"http://127.0.0.1:{port}/p?q=1", b"{}", {"X-Goog-Api-Client": "ddb2bq"}, 5.0
+        )
+        thread.join(5)
+    # THEN the request line, Host (with the port), identity encoding, length and body are exact
+    assert (answer.status, answer.data) == (200, b"[]")
+    assert seen == [
+        b"POST /p?q=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept-Encoding: identity\r\n"
+        b"Content-Length: 2\r\nX-Goog-Api-Client: ddb2bq\r\n\r\n{}" % port
+    ]
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
+    server: ScriptedServer,
+) -> None:
+    with pytest.raises(ValueError, match="'X-Evil': a name or value holds a line break"):
+        Connections().send("GET", f"{server.url}/x", None, {"X-Evil": "a\r\nHost: b"}, 5.0)
+    assert server.connections == 0
 
 
 # --- on the emulator --------------------------------------------------------------------------

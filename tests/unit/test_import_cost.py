@@ -29,6 +29,17 @@ NOT_AT_COLD_START = (
     "ddb2bq.runner",
     "ddb2bq.state",
     "ddb2bq.verify",
+    # what only init, schema evolution, the MERGE or entities need
+    "ddb2bq.bigquery.entity_mirrors",
+    "ddb2bq.bigquery.generations",
+    "ddb2bq.bigquery.mirror",
+    "ddb2bq.entities",
+    # the light REST client speaks HTTP on sockets: http.client would import email (and ssl,
+    # which a plain-HTTP endpoint such as this one does not need)
+    "email",
+    "http.client",
+    "ssl",
+    "hashlib",  # a hashed column or snapshot id only: its OpenSSL library loads slowly
 )
 
 FUNCTION_ENVIRON = {

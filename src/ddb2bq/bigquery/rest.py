@@ -16,8 +16,8 @@ semantics of the ``google.cloud.bigquery.Client`` methods of the same names:
                                           for a row
 ========================================  ======================================================
 
-Over ``http.client``, one keep-alive connection per host; a connection the server closed while
-idle is noticed before it is used, and replaced. An HTTP error answer raises
+Over sockets (:mod:`ddb2bq.bigquery.transport`), one keep-alive connection per host; a
+connection the server closed while idle is noticed before it is used, and replaced. An HTTP error answer raises
 :class:`BigQueryHTTPError` with the status code and BigQuery's ``errors`` (their ``reason`` is
 what :func:`ddb2bq.bigquery.errors.classify` reads, as for the full client's exceptions); a network
 failure raises ``ConnectionError`` or ``TimeoutError``. Nothing is retried here (the writers'

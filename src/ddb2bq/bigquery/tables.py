@@ -29,15 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ddb2bq.bigquery.entity_mirrors import ScopedMirror, scoped_mirrors
 from ddb2bq.bigquery.errors import BigQueryHTTPError
-from ddb2bq.bigquery.generations import ensure_table, generations_ref
-from ddb2bq.bigquery.mirror import (
-    DEFAULT_LOOKBACK,
-    MergeResult,
-    clustering_columns,
-    run_merge,
-)
 from ddb2bq.bigquery.rest import RestClient
 from ddb2bq.bigquery.retry import RetryPolicy
 from ddb2bq.bigquery.sql import (
@@ -49,7 +41,6 @@ from ddb2bq.bigquery.sql import (
     run_query,
 )
 from ddb2bq.config import Config, check_column_types, check_table_name
-from ddb2bq.entities import Entities
 from ddb2bq.exceptions import ConfigError, RetryableError
 from ddb2bq.schema import (
     CHANGELOG_COLUMNS,
@@ -62,6 +53,14 @@ from ddb2bq.schema import (
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
+
+    from ddb2bq.bigquery.entity_mirrors import ScopedMirror
+    from ddb2bq.bigquery.mirror import MergeResult
+    from ddb2bq.entities import Entities
+
+# A cold Lambda container's first write imports this module for TableRefs and load_layout; what
+# only init, schema evolution, the MERGE and entities need (the mirror's SQL, the generations
+# table, the entity rules: about 10 ms of imports) is imported where it is used.
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +88,8 @@ class TableRefs:
     @property
     def generations(self) -> TableRef:
         """``T_generations``: when each generation's snapshot was complete."""
+        from ddb2bq.bigquery.generations import generations_ref  # noqa: PLC0415 (see above)
+
         return generations_ref(self.changes)
 
     @classmethod
@@ -129,6 +130,8 @@ def _mirror_name(config: Config) -> str:
 def config_entities(config: Config, layout: TableLayout) -> Entities:
     """The ``[[entities]]`` of ``config`` for the table whose changelog has ``layout`` (its
     keys); raises ConfigError naming the entity and the setting (docs/entities.md)."""
+    from ddb2bq.entities import Entities  # noqa: PLC0415 (see above)
+
     return Entities.from_config(
         list(config.entities),
         table=_mirror_name(config),
@@ -147,6 +150,9 @@ def with_config_entities(config: Config, layout: TableLayout) -> TableLayout:
 def mirrors_of(config: Config, refs: TableRefs, layout: TableLayout) -> list[ScopedMirror]:
     """Every mirror of the table: its own (``refs.mirror``), then one per entity, in rule order
     (:func:`~ddb2bq.bigquery.entity_mirrors.scoped_mirrors`); without entities, its own alone."""
+    from ddb2bq.bigquery.entity_mirrors import scoped_mirrors  # noqa: PLC0415 (see above)
+    from ddb2bq.entities import Entities  # noqa: PLC0415
+
     entities = config_entities(config, layout) if config.entities else Entities()
     return scoped_mirrors(layout, refs.mirror, entities, promote=config.columns.promote)
 
@@ -371,6 +377,8 @@ def init_tables(client: bigquery.Client, config: Config, layout: TableLayout) ->
             report.actions.append(f"added columns {', '.join(added)} to {refs.changes}")
     wanted = {c.attribute or c.name: c.type for c in layout.promoted}
     report.layout = _add_promoted(client, refs.changes, report.layout, wanted, report.actions)
+    from ddb2bq.bigquery.generations import ensure_table  # noqa: PLC0415 (see above)
+
     if ensure_table(client, refs.generations):
         report.actions.append(f"created generations table {refs.generations}")
     _ensure_mirror(client, config, refs, report)
@@ -404,15 +412,17 @@ def merge_mirror(
     config: Config,
     *,
     full: bool = False,
-    lookback: timedelta = DEFAULT_LOOKBACK,
+    lookback: timedelta | None = None,
 ) -> MergeResult:
     """Run the ``merge`` mirror's MERGE once, with the layout the changelog has now.
 
     A writer may have added columns since this process read the layout; a MERGE built from an
     older layout would leave them NULL in the mirror for good (later runs skip rows whose ``seq``
     is not newer). So the layout is read from the changelog, and the mirror given its columns,
-    before each run.
+    before each run. ``lookback`` defaults to :data:`ddb2bq.bigquery.mirror.DEFAULT_LOOKBACK`.
     """
+    from ddb2bq.bigquery.mirror import DEFAULT_LOOKBACK, run_merge  # noqa: PLC0415 (see above)
+
     refs = TableRefs.from_config(config, client.project)
     layout = load_layout(client, refs, soft=config.target.deletes == "soft")
     sync_mirror(client, config, refs, layout)
@@ -423,7 +433,7 @@ def merge_mirror(
             refs.changes,
             mirror.ref,
             full=full,
-            lookback=lookback,
+            lookback=DEFAULT_LOOKBACK if lookback is None else lookback,
             generations=refs.generations,
             scope=mirror.scope,
         )
@@ -436,6 +446,8 @@ def _total(results: Sequence[MergeResult]) -> MergeResult:
     """The MERGEs of a table's mirrors as one: the rows summed, the earliest watermark."""
     if len(results) == 1:
         return results[0]
+    from ddb2bq.bigquery.mirror import MergeResult  # noqa: PLC0415 (see above)
+
     return MergeResult(
         sum(r.inserted for r in results),
         sum(r.updated for r in results),
@@ -450,6 +462,8 @@ def sync_mirror(
 ) -> list[str]:
     """Bring the mirror to ``layout``: re-create the view, or add the missing table columns
     (and create ``T_generations`` when a mirror made by an older ddb2bq lacks it)."""
+    from ddb2bq.bigquery.generations import ensure_table  # noqa: PLC0415 (see above)
+
     created = ensure_table(client, refs.generations)
     actions = [f"created generations table {refs.generations}"] if created else []
     for mirror in mirrors_of(config, refs, layout):
@@ -549,6 +563,8 @@ def _ensure_dataset(
 def _create_changelog(client: bigquery.Client, ref: TableRef, layout: TableLayout) -> None:
     from google.cloud import bigquery  # noqa: PLC0415 (lazy, as above)
 
+    from ddb2bq.bigquery.mirror import clustering_columns  # noqa: PLC0415 (see above)
+
     table = bigquery.Table(ref.api, schema=[schema_field(c) for c in layout.changelog_columns()])
     table.time_partitioning = bigquery.TimePartitioning(field="changed_at")
     table.clustering_fields = clustering_columns(layout) or None
@@ -591,6 +607,8 @@ def _ensure_one(
 
 def _create_merge_mirror(client: bigquery.Client, ref: TableRef, mirror: ScopedMirror) -> None:
     from google.cloud import bigquery  # noqa: PLC0415 (lazy, as above)
+
+    from ddb2bq.bigquery.mirror import clustering_columns  # noqa: PLC0415 (see above)
 
     table = bigquery.Table(ref.api, schema=[schema_field(c) for c in mirror.columns()])
     table.clustering_fields = clustering_columns(mirror.layout) or None
