@@ -4,11 +4,13 @@ the same row errors and the same fault handling as the full client."""
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import http.server
 import io
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -259,6 +261,83 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
     with pytest.raises(ValueError, match="'X-Evil': a name or value holds a line break"):
         Connections().send("GET", f"{server.url}/x", None, {"X-Evil": "a\r\nHost: b"}, 5.0)
     assert server.connections == 0
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for ``localhost`` signed by its own key, and that key (PEM files)."""
+    from cryptography import x509  # noqa: PLC0415 (this test only)
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[ScriptedServer, Path]]:
+    cert_file, key_file = _self_signed(tmp_path)
+    scripted = ScriptedServer()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    scripted.socket = context.wrap_socket(scripted.socket, server_side=True)
+    thread = threading.Thread(target=scripted.serve_forever, daemon=True)
+    thread.start()
+    yield scripted, cert_file
+    scripted.shutdown()
+    scripted.server_close()
+    thread.join(timeout=5)
+
+
+def test_https_answers_come_over_one_verified_keep_alive_tls_connection(
+    tls_server: tuple[ScriptedServer, Path],
+) -> None:
+    # GIVEN an HTTPS server whose certificate the client's context trusts
+    server, cert_file = tls_server
+    url = f"https://localhost:{server.server_address[1]}"
+    connections = Connections(ssl.create_default_context(cafile=str(cert_file)))
+    # WHEN the client asks three times, one answer chunked
+    paths = [get(connections, f"{url}/n{i}")["path"] for i in range(2)]
+    paths.append(get(connections, f"{url}/raw/chunked")["path"])
+    connections.close()
+    # THEN every answer is read whole, on one TLS connection
+    assert (paths, server.connections) == (["/n0", "/n1", "/chunked"], 1)
+
+
+def test_an_https_server_whose_certificate_is_not_trusted_is_a_connection_error(
+    tls_server: tuple[ScriptedServer, Path],
+) -> None:
+    # GIVEN an HTTPS server with a self-signed certificate, and the system's trust store
+    server, _ = tls_server
+    url = f"https://localhost:{server.server_address[1]}/x"
+    # WHEN the client sends to it  THEN nothing is sent: a ConnectionError says why
+    with pytest.raises(
+        ConnectionError, match=r"GET https://localhost:\d+/x: SSLCertVerificationError"
+    ):
+        Connections(ssl.create_default_context()).send("GET", url, None, {}, 5.0)
 
 
 # --- on the emulator --------------------------------------------------------------------------
