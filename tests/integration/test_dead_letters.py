@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from ddb2bq.bigquery.retry import RetryPolicy
 from ddb2bq.bigquery.storage_write import StorageWriteWriter
 from ddb2bq.bigquery.tables import TableRefs, init_tables, initial_layout, schema_field
 from ddb2bq.cli import main
-from ddb2bq.config import Config, load_config
+from ddb2bq.config import Config, DeadLettersConfig, load_config
 from ddb2bq.contract import DeadLetter, Writer
 from ddb2bq.dead_letters import (
     LocalDeadLetters,
@@ -33,7 +35,8 @@ from ddb2bq.dead_letters import (
     read_dead_letters,
 )
 from ddb2bq.dead_letters.aws import SQS_MAX_BYTES
-from ddb2bq.exceptions import TerminalError
+from ddb2bq.dead_letters.stores import dead_letters_from_config
+from ddb2bq.exceptions import RetryableError, TerminalError
 from ddb2bq.local import REGION, Server
 from ddb2bq.records import from_lambda_record
 from ddb2bq.schema import Column, TableLayout
@@ -324,3 +327,44 @@ def test_sqs_sends_nothing_when_one_letter_is_too_big_and_has_nowhere_to_go(
         store.send([letter(1), big, letter(2)])
     # THEN none of them was sent: the caller holds the whole batch, not two thirds of it
     assert read_dead_letters(store) == []
+
+
+LAZY_PROBE = """
+import json, sys
+from ddb2bq.config import DeadLettersConfig
+from ddb2bq.dead_letters.stores import dead_letters_from_config
+from ddb2bq.contract import DeadLetter
+letter = DeadLetter(table="orders", error="refused", failed_at_us=1_714_564_800_000_000,
+                    source="lambda", record={"eventID": "7"}, event_id="evt-0007-insert",
+                    keys={"Id": {"N": "7"}})
+config = DeadLettersConfig(kind="sqs", sqs_queue_url=sys.argv[1], s3_bucket="letters")
+store = dead_letters_from_config(config, region=sys.argv[2], endpoint_url=sys.argv[3])
+made = "boto3" in sys.modules
+store.send([letter])
+print(json.dumps({"at_build": made, "at_send": "boto3" in sys.modules}))
+"""
+
+
+def test_the_s3_and_sqs_sinks_import_boto3_at_their_first_letter_not_before(
+    sqs: tuple[Any, str], s3: Any, moto_server: Server
+) -> None:
+    # GIVEN [dead_letters] kind = "sqs" with an S3 overflow, in a fresh interpreter
+    client, url = sqs
+    argv = [url, REGION, moto_server.endpoint]
+    # WHEN the sink is made (as the Lambda function's first batch does), then sends a letter
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY_PROBE, *argv], capture_output=True, text=True, check=True
+    )
+    # THEN boto3 was imported by the letter, not by making the sink; and the letter is in SQS
+    assert orjson.loads(done.stdout) == {"at_build": False, "at_send": True}
+    store = SqsDeadLetters(client, url)
+    assert [x.event_id for x in read_dead_letters(store)] == ["evt-0007-insert"]
+
+
+def test_a_client_that_cannot_be_made_is_an_error_naming_the_queue() -> None:
+    # GIVEN an SQS sink whose endpoint is not a URL (its boto3 client cannot be made)
+    config = DeadLettersConfig(kind="sqs", sqs_queue_url="https://sqs.example/q")
+    store = dead_letters_from_config(config, region=REGION, endpoint_url="not a url")
+    # WHEN it sends a letter  THEN the error names the queue and is retried, not a traceback
+    with pytest.raises(RetryableError, match=r"SQS queue https://sqs.example/q cannot be reached"):
+        store.send([letter(1)])

@@ -88,9 +88,9 @@ class S3DeadLetters:
 
     def _keys(self, table: str | None) -> list[str]:
         prefix = self._table_prefix(table) if table else self.prefix
-        paginator = self._s3.get_paginator("list_objects_v2")
 
         def keys() -> list[str]:
+            paginator = self._s3.get_paginator("list_objects_v2")
             pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
             return [item["Key"] for page in pages for item in page.get("Contents", [])]
 

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from ddb2bq.config import DeadLettersConfig
@@ -24,7 +26,8 @@ def dead_letters_from_config(
     endpoint_url: str | None = None,
 ) -> LocalDeadLetters | S3DeadLetters | SqsDeadLetters:
     """The dead-letter sink (and store) ``[dead_letters]`` describes; boto3 clients are made
-    only when a kind needs one and none is given."""
+    only when a kind needs one and none is given, and then at their first call
+    (:class:`LazyClient`)."""
     if config.kind == "local":
         return LocalDeadLetters(config.path)
     s3 = None
@@ -42,10 +45,47 @@ def dead_letters_from_config(
     return SqsDeadLetters(sqs_client, config.sqs_queue_url, overflow=s3)
 
 
-def _boto3(service: str, region: str | None, endpoint_url: str | None) -> Any:
-    import boto3  # noqa: PLC0415 (the aws extra; only the S3 and SQS kinds need it)
+def _boto3(service: str, region: str | None, endpoint_url: str | None) -> LazyClient:
+    return LazyClient(service, region, endpoint_url)
 
-    return boto3.client(service, region_name=region, endpoint_url=endpoint_url)
+
+class LazyClient:
+    """A boto3 client made at its first call, not with the sink: importing boto3 and making a
+    client cost a Lambda function's first batch about 230 to 320 ms (docs/lambda.md), and most
+    batches write no dead letter.
+
+    ``client.method`` is a function that makes the client (once, under a lock: boto3's default
+    session is not thread-safe), then calls the method; so whatever making it raises (no
+    region, no credentials) is raised by the call, where the sinks turn it into an error that
+    names the bucket or queue.
+    """
+
+    def __init__(self, service: str, region: str | None, endpoint_url: str | None) -> None:
+        self.service = service
+        self._region = region
+        self._endpoint_url = endpoint_url
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return getattr(self.made(), name)(*args, **kwargs)
+
+        return method
+
+    def made(self) -> Any:
+        """The boto3 client, made now if it was not yet."""
+        with self._lock:
+            if self._client is None:
+                import boto3  # noqa: PLC0415 (the aws extra; only the S3 and SQS kinds need it)
+
+                self._client = boto3.client(
+                    self.service, region_name=self._region, endpoint_url=self._endpoint_url
+                )
+            return self._client
 
 
 def read_dead_letters(store: DeadLetterStore, table: str | None = None) -> list[DeadLetter]:
