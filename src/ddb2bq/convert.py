@@ -34,6 +34,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -45,6 +46,7 @@ from ddb2bq.numeric import (
     decimal_of,
     decimal_text,
     json_number,
+    long_json_number,
     number_json,
     number_kind,
     parse_number,
@@ -73,7 +75,6 @@ JsonValue = Any
 JsonObject = dict[str, JsonValue]
 Types = dict[str, Any] | None
 """A type sidecar (see :func:`lean_item`): member -> tag, or member -> the sidecar inside it."""
-_TAGGED = frozenset(("B", "SS", "NS", "BS"))  # values whose plain JSON does not tell their type
 MAX_NESTING = 32  # DynamoDB nests maps and lists at most 32 levels deep
 
 
@@ -301,7 +302,10 @@ def _string_set(value: AttributeValue) -> JsonValue:
 
 
 def _number_set(value: AttributeValue) -> JsonValue:
-    members = value["NS"]
+    return _number_members(value["NS"])
+
+
+def _number_members(members: Any) -> JsonValue:
     if type(members) is list:
         numbers: list[int | float] = []
         for member in members:
@@ -376,7 +380,9 @@ def _lean_members(  # noqa: PLR0915 (the hot path: inlined, a call per value cos
                         elif len(raw) <= 16 and short_fraction(raw) is not None:
                             out[name] = float(raw)
                         else:
-                            number = out[name] = json_number(raw)
+                            number = out[name] = (
+                                json_number(raw) if len(raw) <= 16 else long_json_number(raw)
+                            )
                             if type(number) is str:
                                 types = _tagged(types, name, "N")
                         continue
@@ -398,9 +404,15 @@ def _lean_members(  # noqa: PLR0915 (the hot path: inlined, a call per value cos
                         if type(raw) is bool:
                             out[name] = raw
                             continue
+                    elif tag == "NULL":
+                        out[name] = None
+                        continue
                     elif tag in _TAGGED:
-                        out[name] = _PLAIN[tag](value)
-                        types = _tagged(types, name, tag)
+                        out[name] = _TAGGED[tag](raw)
+                        if types is None:
+                            types = {name: tag}
+                        else:
+                            types[name] = tag
                         continue
             out[name] = _PLAIN[_tag(value)](value)  # raises: no well-formed value is left
     except BadValueError as exc:
@@ -434,7 +446,11 @@ def _lean_list(  # noqa: PLR0915 (the hot path, as _lean_members)
                         elif len(raw) <= 16 and short_fraction(raw) is not None:
                             out.append(float(raw))
                         else:
-                            out.append(number := json_number(raw))
+                            out.append(
+                                number := json_number(raw)
+                                if len(raw) <= 16
+                                else long_json_number(raw)
+                            )
                             if type(number) is str:
                                 types = _tagged(types, str(len(out) - 1), "N")
                         continue
@@ -454,8 +470,11 @@ def _lean_list(  # noqa: PLR0915 (the hot path, as _lean_members)
                                 types = _tagged(types, str(len(out)), inner)
                             out.append(listed)
                             continue
+                    elif tag == "NULL":
+                        out.append(None)
+                        continue
                     elif tag in _TAGGED:
-                        converted = _PLAIN[tag](value)
+                        converted = _TAGGED[tag](raw)
                         types = _tagged(types, str(len(out)), tag)
                         out.append(converted)
                         continue
@@ -489,6 +508,15 @@ def _tagged(types: dict[str, Any] | None, member: str, tag: Any) -> dict[str, An
     types[member] = tag
     return types
 
+
+# The values whose plain JSON does not tell their type, each converted from its contents alone
+# (the loops above call these without the dispatch through ``_PLAIN``).
+_TAGGED: dict[str, Callable[[Any], JsonValue]] = {
+    "B": _check_base64,
+    "SS": partial(_sorted_set, "SS"),
+    "NS": _number_members,
+    "BS": partial(_sorted_set, "BS"),
+}
 
 _PLAIN: dict[str, Callable[[AttributeValue], JsonValue]] = {
     "S": _string,

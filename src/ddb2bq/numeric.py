@@ -77,6 +77,16 @@ def json_number(text: str) -> int | float | str:
     return _exact_number_json(text)
 
 
+def long_json_number(text: str) -> int | float | str:
+    """:func:`json_number` of text longer than 16 characters (the hot path's form, which has
+    tried the short ones first): canonical positional text straight to its value."""
+    if len(text) <= SIMPLE_MAX and text.isascii() and canonical_number(text) is not None:
+        found = _canonical_json(text)
+        if found is not None:
+            return found
+    return json_number(text)
+
+
 def _canonical_json(text: str) -> int | float | str | None:
     """:func:`json_number` of canonical positional text (``canonical_number``), or None when
     only the exact check can tell (a 16- or 17-digit integer, a 16- or 17-digit fraction whose

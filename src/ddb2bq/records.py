@@ -127,15 +127,16 @@ def from_lambda_event(event: Mapping[str, Any], *, generation: int = 0) -> list[
     records = event.get("Records") if isinstance(event, Mapping) else None
     if not isinstance(records, list):
         raise RecordError("the event has no 'Records' list; is this a stream event?")
-    return [
-        from_lambda_record(record, generation=generation, index=index)
-        for index, record in enumerate(records)
-    ]
+    return [_lambda_record(record, generation, index) for index, record in enumerate(records)]
 
 
 def from_lambda_record(record: Any, *, generation: int = 0, index: int = 0) -> Change:
     """Parse one record of a Lambda event (DynamoDB Streams or Kinesis)."""
-    if not isinstance(record, Mapping):
+    return _lambda_record(record, generation, index)
+
+
+def _lambda_record(record: Any, generation: int, index: int) -> Change:
+    if type(record) is not dict and not isinstance(record, Mapping):
         raise RecordError("the record is not a JSON object", record=record_name(index))
     if _is_kinesis(record):
         return from_kinesis_record(record, generation=generation, index=index)
@@ -507,19 +508,20 @@ def _stream_record(
         changed_at_us = to_us(
             changed_at, _where(index, event_id, keys), "ApproximateCreationDateTime"
         )
-    return Change(
-        op=op,
-        keys=keys,
-        new_image=new_image,
-        old_image=old_image,
-        seq=seq,
-        changed_at_us=changed_at_us,
-        event_id=event_id or "",
-        is_ttl_delete=_is_ttl_delete(identity),
-        sequence_number=None if sequence_number is None else str(sequence_number),
-        table=_table_from(record),
-        record=record,
-        index=index,
+    return Change(  # by position, once per change: keywords cost a third of a microsecond more
+        op,
+        keys,
+        new_image,
+        old_image,
+        seq,
+        changed_at_us,
+        event_id or "",
+        identity is not None and _is_ttl_delete(identity),
+        None,  # shard_id
+        None if sequence_number is None else str(sequence_number),
+        _table_from(record),
+        record,
+        index,
     )
 
 

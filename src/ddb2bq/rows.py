@@ -145,8 +145,9 @@ class RowBuilder:
             changelog["new_image"] = _image_text(new_image, "the new image")
             changelog["old_image"] = _image_text(change.old_image, "the old image")
         changelog.update(promoted)
-        entity, parts = self._entity_of(change)
+        entity = parts = None
         if self._entities is not None:
+            entity, parts = self._entity_of(change)
             changelog["_entity"] = entity
             changelog["_parts"] = None if parts is None else _json_text(parts, "the key parts")
         tail = {"_seq": change.seq, "_changed_at": changed_at}
@@ -220,7 +221,7 @@ class RowBuilder:
 
     def _promoted_values(self, image: Item | None) -> tuple[Row, tuple[tuple[str, str], ...]]:
         values: Row = {}
-        conflicts: list[tuple[str, str]] = []
+        conflicts: tuple[tuple[str, str], ...] = ()  # a new tuple only for a change with one
         for name, attribute, convert, repeated in self._promoted:
             value = None if image is None else image.get(attribute)
             if value is None:
@@ -230,13 +231,13 @@ class RowBuilder:
                     converted = convert(value)
                 except ConversionError as exc:
                     raise _within(exc, attribute) from None
-            if isinstance(converted, Conflict):
-                conflicts.append((name, converted.reason))
-                converted = None
+                if type(converted) is Conflict:
+                    conflicts += ((name, converted.reason),)
+                    converted = None
             if converted is None and repeated:
                 converted = []  # BigQuery arrays are never NULL: an absent set is an empty array
             values[name] = converted
-        return values, tuple(conflicts)
+        return values, conflicts
 
 
 def change_entity(
