@@ -141,6 +141,39 @@ def test_timestamps_are_exact_microseconds() -> None:
     assert timestamp_micros(42) == 42
 
 
+def test_a_timestamp_in_another_shape_is_parsed_the_general_way() -> None:
+    # GIVEN texts of the rows' own shape sharing a second, and texts of other shapes
+    # WHEN converted THEN each is its exact instant, whichever way it went
+    assert timestamp_micros("2023-11-14T22:13:20.000007Z") == 1_700_000_000_000_007
+    assert timestamp_micros("2023-11-14T22:13:20.999999Z") == 1_700_000_000_999_999
+    assert timestamp_micros("2023-11-14T23:13:20.5+01:00") == 1_700_000_000_500_000
+    assert timestamp_micros("2023-11-14 22:13:20.000001Z") == 1_700_000_000_000_001
+    # AND text of the same length that is no time is refused, not read as one
+    with pytest.raises(ValueError, match="Invalid isoformat string"):
+        timestamp_micros("2023-11-14T22:13+01.123456Z")
+
+
+def test_the_one_call_encoding_equals_setting_each_field() -> None:
+    # GIVEN rows of every column type, with NULLs, and with values of another type than their
+    # column's that the encoder converts (an integer for a STRING column: its JSON text)
+    writer = changelog_writer(FakeWriteClient())
+    rows = [r.changelog for r in rows_of(changes(3))] + [
+        r.changelog for r in rows_of(changes(2, "REMOVE"))
+    ]
+    rows[1]["total"] = None
+    rows[2]["status"] = 5
+    # WHEN each is encoded
+    # THEN the bytes are those of the message built field by field
+    for row in rows:
+        assert writer.encoder.encode(row) == writer.encoder._encode_each(row)
+    assert dict(message_of(writer, writer.encoder.encode(rows[2])))["status"] == "5"
+
+
+def message_of(writer: StorageWriteWriter, payload: bytes) -> dict[str, Any]:
+    message = writer.encoder.message.FromString(payload)
+    return {field.name: value for field, value in message.ListFields()}
+
+
 def test_changelog_rows_are_encoded_value_for_value() -> None:
     # GIVEN one change with every column type
     client = FakeWriteClient()

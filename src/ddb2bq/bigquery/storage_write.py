@@ -44,6 +44,7 @@ import base64
 import binascii
 import functools
 import itertools
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -154,12 +155,30 @@ def timestamp_micros(value: Any) -> int:
     >>> timestamp_micros("2016-11-18T20:09:00.000001Z")
     1479499740000001
     """
+    if type(value) is str and len(value) == 27 and value[19] == "." and value[26] == "Z":
+        # the shape ddb2bq.rows writes: the second's micros cached (a batch shares a few)
+        fraction = value[20:26]
+        if fraction.isdigit() and fraction.isascii():
+            second = _second_micros(value[:19])
+            if second is not None:
+                return second + int(fraction)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     moment = datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}").fullmatch
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_micros(text: str) -> int | None:
+    """Microseconds since the epoch of ``YYYY-MM-DDTHH:MM:SS`` in UTC; None for other text."""
+    if _SECOND(text) is None:
+        return None
+    return timestamp_micros(f"{text}+00:00")
 
 
 def _text(value: Any) -> str:
@@ -207,9 +226,32 @@ class RowEncoder:
         for field in self.descriptor.field:
             encode = timestamp_micros if field.name in timestamps else _ENCODERS[field.type]
             self._fields[field.name] = (encode, field.label == _F.LABEL_REPEATED)
+        # the fields whose row value is not already the proto value (text in a string field is)
+        self._converted = tuple(
+            (name, encode, repeated)
+            for name, (encode, repeated) in self._fields.items()
+            if repeated or encode is not _text
+        )
 
     def encode(self, row: Mapping[str, Any]) -> bytes:
-        """The serialized message of ``row``; NULL values are left unset."""
+        """The serialized message of ``row``; NULL values are left unset.
+
+        The message is made in one call from the row, its few non-text values converted first
+        (about half the time of setting each field); a row that call refuses (a value of another
+        type than its column's, a column the table lacks) is encoded field by field, which
+        converts what it can and names the column of what it cannot.
+        """
+        values = dict(row)
+        try:
+            for name, encode, repeated in self._converted:
+                value = values.get(name)
+                if value is not None:
+                    values[name] = [encode(v) for v in _list(value)] if repeated else encode(value)
+            return self.message(**values).SerializeToString()  # None: the field left unset
+        except (ValueError, TypeError, OverflowError):
+            return self._encode_each(row)
+
+    def _encode_each(self, row: Mapping[str, Any]) -> bytes:
         message = self.message()
         for name, value in row.items():
             if value is None:
