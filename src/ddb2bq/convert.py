@@ -310,6 +310,9 @@ def _number_members(members: Any) -> JsonValue:
         numbers: list[int | float] = []
         for member in members:
             if type(member) is str and len(member) <= 16:
+                if len(member) < 16 and member.isascii() and member.isdigit():
+                    numbers.append(int(member))  # as in the loops below: most members
+                    continue
                 short = short_number(member)
                 if short is not None:
                     numbers.append(int(member) if short[1] is not None else float(member))
