@@ -150,13 +150,23 @@ class RowBuilder:
             entity, parts = self._entity_of(change)
             changelog["_entity"] = entity
             changelog["_parts"] = None if parts is None else _json_text(parts, "the key parts")
-        tail = {"_seq": change.seq, "_changed_at": changed_at}
         if mirror_old is not None:
-            mirror: Row | None = {**mirror_old, **tail, "_deleted": True}
+            mirror: Row | None = {
+                **mirror_old,
+                "_seq": change.seq,
+                "_changed_at": changed_at,
+                "_deleted": True,
+            }
         elif change.op == "REMOVE" or item_text is None:
             mirror = None
         else:
-            mirror = {**key_values, **promoted, "item": item_text, **tail}
+            mirror = {
+                **key_values,
+                **promoted,
+                "item": item_text,
+                "_seq": change.seq,
+                "_changed_at": changed_at,
+            }
             if self._soft_deletes:
                 mirror["_deleted"] = False
         return Rows(change, changelog, mirror, conflicts, entity, parts)
@@ -276,7 +286,26 @@ def timestamp_text(micros: int) -> str:
 @lru_cache(maxsize=1024)
 def _second_text(seconds: int) -> str:
     """The text of a whole second, cached: the changes of a batch share a few seconds."""
-    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    if len(_SECONDS) >= _MAX_SECONDS:
+        _SECONDS.clear()
+    _SECONDS[text] = seconds
+    return text
+
+
+_SECONDS: dict[str, int] = {}  # the seconds _second_text wrote, by their text
+_MAX_SECONDS = 4096
+
+
+def second_of(text: str) -> int | None:
+    """The second (since the epoch) of the ``YYYY-MM-DDTHH:MM:SS`` text that
+    :func:`timestamp_text` wrote for it lately, else None: the way back without parsing, for a
+    writer that sends timestamps as numbers (Storage Write).
+
+    >>> second_of(timestamp_text(1479499740_000001)[:19])
+    1479499740
+    """
+    return _SECONDS.get(text)
 
 
 def _image_text(image: Item | None, what: str) -> str | None:

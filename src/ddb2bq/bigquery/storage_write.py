@@ -60,7 +60,7 @@ from ddb2bq.bigquery.retry import RetryPolicy
 from ddb2bq.bigquery.sending import Pending, Refusal, Tally, chunks, send_chunk
 from ddb2bq.contract import Failure, WriteResult, request_timeout
 from ddb2bq.exceptions import RetryableError, TerminalError
-from ddb2bq.rows import Row, Rows
+from ddb2bq.rows import Row, Rows, second_of
 from ddb2bq.schema import Column
 
 if TYPE_CHECKING:
@@ -159,9 +159,12 @@ def timestamp_micros(value: Any) -> int:
         # the shape ddb2bq.rows writes: the second's micros cached (a batch shares a few)
         fraction = value[20:26]
         if fraction.isdigit() and fraction.isascii():
-            second = _second_micros(value[:19])
+            second = second_of(value[:19])
             if second is not None:
-                return second + int(fraction)
+                return second * 1_000_000 + int(fraction)
+            micros = _second_micros(value[:19])
+            if micros is not None:
+                return micros + int(fraction)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     moment = datetime.fromisoformat(str(value))
