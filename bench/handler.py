@@ -23,6 +23,13 @@
     default writer's steady state, target under 25 ms). The network write of the same 1,000
     rows to the emulator is measured separately (wall time, and the CPU this process spent in
     it), for insertAll through the full client and the light one, and for Storage Write.
+(c) A warm container's invocations: one fresh isolated process as in (a), after its first
+    invocation and its Storage Write load, handles ``--rounds`` events of 1,000 records of each
+    kind, taking turns: with the init phase's ``gc.freeze`` (what the handler does) and without
+    it (``gc.unfreeze``). Printed: the handler thread's CPU per invocation, the runtime's
+    ``json.loads`` of the event included (awslambdaric parses it in the same process, with
+    simplejson: every full collection it sets off walks the whole heap), the garbage
+    collector's share of it, and the full collections per invocation.
 
 Run from the repository root (needs scripts/setup's emulator)::
 
@@ -115,6 +122,41 @@ if {warm}:
 out.write(json.dumps(result))
 """
 
+STEADY_CHILD = """
+import gc, json, statistics, sys, time
+sys.path[:0] = {path!r}
+out, sys.stdout = sys.stdout, sys.stderr
+from ddb2bq import aws_lambda  # the init phase (it freezes what it made)
+from ddb2bq.aws_lambda import handler
+handler(json.loads({sample!r}), None)  # the first invocation: the loader goes on after it
+loader = aws_lambda.container_handler().storage_loader
+assert loader is not None and loader.wait(60.0) and loader.ready
+with open({event!r}, encoding="utf-8") as file:
+    text = file.read()
+collecting = [0.0, 0]
+def timed(phase, info, begun=[0.0]):
+    if phase == "start":
+        begun[0] = time.perf_counter()
+    else:
+        collecting[0] += time.perf_counter() - begun[0]
+        collecting[1] += info["generation"] == 2
+gc.callbacks.append(timed)
+results = {{"frozen": [], "not frozen": []}}
+for round in range({rounds}):
+    for mode in results:
+        gc.freeze() if mode == "frozen" else gc.unfreeze()
+        collecting[:] = [0.0, 0]
+        started = time.thread_time()
+        event = json.loads(text)  # the runtime's parse of the event (simplejson.loads there)
+        response = handler(event, None)
+        cpu = time.thread_time() - started
+        assert response == {{"batchItemFailures": []}}, response
+        results[mode].append((cpu, collecting[0], collecting[1]))
+        del event, response
+out.write(json.dumps({{"results": results, "tracked": len(gc.get_objects()) + gc.get_freeze_count()}}))
+out.flush()
+"""
+
 BASELINE_CHILD = """
 import time
 started = time.perf_counter()
@@ -133,6 +175,9 @@ def main() -> None:
     parser.add_argument(
         "--writer", choices=("storage_write", "insert_all"), default="storage_write"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="(c) batches of each kind, taking turns"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ddb2bq-bench-") as work:
         task, runtime = _prepare(Path(work), args.zip)
@@ -140,6 +185,7 @@ def main() -> None:
             config = _init_tables(bigquery, "ExampleTableWithStream", [("Id", "N")], args.writer)
             cold_start(task, runtime, bigquery, config, args.runs)
             batch_cost(bigquery, args.repeat)
+            steady_state(task, runtime, bigquery, args.writer, args.rounds)
 
 
 # --- (a) cold start ----------------------------------------------------------------------------
@@ -255,6 +301,8 @@ def _run_child(code: str, environ: dict[str, str]) -> tuple[float, str]:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"child failed:\n{done.stderr[-3000:]}")
+    if not done.stdout:
+        raise SystemExit(f"child answered nothing:\n{done.stderr[-3000:]}")
     return wall, done.stdout
 
 
@@ -346,6 +394,54 @@ def _cpu(work: Callable[[], object], repeat: int) -> tuple[float, float]:
         work()
         times.append((time.thread_time() - started) * 1000)
     return statistics.median(times), min(times)
+
+
+# --- (c) a container's steady state ------------------------------------------------------------
+
+
+def steady_state(task: Path, runtime: Path, bigquery: Server, writer: str, rounds: int) -> None:
+    """Warm invocations of 1,000 records in one container (after its loader is done), the
+    runtime's parse of the event included, with and without the init phase's ``gc.freeze``."""
+    config = _init_tables(
+        bigquery,
+        "orders",
+        [("pk", "S"), ("sk", "N")],
+        writer,
+        promote={"status": "STRING", "amount": "NUMERIC"},
+    )
+    environ = {
+        **_environ(bigquery, config),
+        "PATH": os.defpath,
+        "LC_ALL": "C.UTF-8",
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+        "DDB2BQ_COLUMNS_PROMOTE": "status,amount",
+        "DDB2BQ_COLUMNS_TYPES": json.dumps({"status": "STRING", "amount": "NUMERIC"}),
+    }
+    with tempfile.TemporaryDirectory(prefix="ddb2bq-bench-") as work:
+        event = Path(work) / "event.json"
+        event.write_text(json.dumps(make_event(1000)), encoding="utf-8")
+        code = STEADY_CHILD.format(
+            path=[str(task), str(runtime)],
+            sample=SAMPLE_EVENT.read_text(),
+            event=str(event),
+            rounds=rounds,
+        )
+        _, output = _run_child(code, environ)
+    found = json.loads(output)
+    print(
+        f"\n(c) a warm container, {writer}: {rounds} invocations of 1,000 records of each kind, "
+        "taking turns; the handler thread's CPU ms per invocation (median; min in brackets),\n"
+        "    the runtime's json.loads of the event included; full collections per invocation; "
+        f"{found['tracked']:,} objects tracked in all"
+    )
+    for mode, runs in found["results"].items():
+        cpus = [cpu * 1000 for cpu, _, _ in runs]
+        collecting = statistics.median(gc_s * 1000 for _, gc_s, _ in runs)
+        full = statistics.mean(n for _, _, n in runs)
+        print(
+            f"    {mode:11s} {statistics.median(cpus):7.1f}  [{min(cpus):6.1f}]   of which garbage "
+            f"collection {collecting:5.1f}; full collections {full:.1f}"
+        )
 
 
 def make_event(count: int, seed: int = 7) -> dict[str, Any]:

@@ -55,6 +55,7 @@ import locks keep the two apart.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import threading
@@ -152,7 +153,7 @@ def start_loader(
         def load() -> None:
             clients.import_write_client(config)
 
-    loader = StorageWriteLoader(load, steps=STORAGE_WRITE_STEPS, wait_for_handler=True)
+    loader = StorageWriteLoader(load, steps=STORAGE_WRITE_STEPS, wait_for_handler=True, freeze=True)
     loader.start()
     return loader
 
@@ -166,7 +167,9 @@ class StorageWriteLoader:
     with ``wait_for_handler`` it leaves the first invocation alone, waits included: no step
     starts before that invocation's :meth:`paused` block ends, so that a cold container's first
     write comes first. It never waits more than ``pause_limit`` seconds for its turn, so it
-    always gets on. Python runs one thread at a time: an import step running beside the
+    always gets on. With ``freeze`` the objects made so far (the client's modules among them)
+    are then kept out of the cyclic garbage collector's reach, as the Lambda's init phase does
+    with its own (:func:`gc.freeze`; see :mod:`ddb2bq.aws_lambda`). Python runs one thread at a time: an import step running beside the
     handler's conversion would slow it down by as much, and a step started in a short wait
     runs on past it (the import of gRPC's core alone takes 20 to 40 ms). A step that cannot be imported is skipped (``load`` says whether the client
     can be had).
@@ -188,9 +191,11 @@ class StorageWriteLoader:
         steps: Sequence[str] = (),
         pause_limit: float = PAUSE_LIMIT,
         wait_for_handler: bool = False,
+        freeze: bool = False,
         name: str = "ddb2bq-storage-write",
     ) -> None:
         self._load = load
+        self._freeze = freeze
         self._steps = tuple(steps)
         self._pause_limit = pause_limit
         self._name = name
@@ -267,6 +272,8 @@ class StorageWriteLoader:
                     logger.debug("The warm start skipped %s: it cannot be imported.", step)
             self._turn.wait(self._pause_limit)
             self._load()
+            if self._freeze:  # the client's modules live as long as the container: as at init
+                gc.freeze()
         except Exception as exc:  # reported: one ERROR line, and kept
             self.error = exc
             logger.error(
