@@ -120,6 +120,7 @@ if {warm}:
         result["second"] = second
         result["ready"] = loader.ready and len(cold) == 1  # the second one: Storage Write
 out.write(json.dumps(result))
+out.flush()  # now: at exit, with the init phase's objects frozen, the stream may go unflushed
 """
 
 STEADY_CHILD = """
@@ -154,7 +155,7 @@ for round in range({rounds}):
         results[mode].append((cpu, collecting[0], collecting[1]))
         del event, response
 out.write(json.dumps({{"results": results, "tracked": len(gc.get_objects()) + gc.get_freeze_count()}}))
-out.flush()
+out.flush()  # as in HANDLER_CHILD
 """
 
 BASELINE_CHILD = """
@@ -301,8 +302,6 @@ def _run_child(code: str, environ: dict[str, str]) -> tuple[float, str]:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"child failed:\n{done.stderr[-3000:]}")
-    if not done.stdout:
-        raise SystemExit(f"child answered nothing:\n{done.stderr[-3000:]}")
     return wall, done.stdout
 
 
@@ -427,6 +426,8 @@ def steady_state(task: Path, runtime: Path, bigquery: Server, writer: str, round
             rounds=rounds,
         )
         _, output = _run_child(code, environ)
+    if not output:
+        raise SystemExit("the steady-state child answered nothing")
     found = json.loads(output)
     print(
         f"\n(c) a warm container, {writer}: {rounds} invocations of 1,000 records of each kind, "

@@ -63,6 +63,7 @@ out.write(json.dumps({
     "frozen": gc.get_freeze_count(),
     "tracked": len(gc.get_objects()),
 }))
+out.flush()
 """
 
 

@@ -37,6 +37,7 @@ from ddb2bq import aws_lambda  # the default writer's Storage Write client loads
 loader = aws_lambda.container_handler().storage_loader
 loaded = loader is None or loader.wait(60)
 answers.write(json.dumps({{"response": response, "loaded": loaded, "modules": sorted(sys.modules)}}))
+answers.flush()  # at exit, with the container's objects frozen, it may go unflushed
 """
 
 
