@@ -118,6 +118,8 @@ def lean_item(item: Item) -> tuple[JsonObject, Types]:
     This is the one function a compiled implementation would replace: image in, ``item`` and
     sidecar out, ConversionError naming the attribute path on a value DynamoDB cannot hold.
     """
+    if type(item) is not dict and not isinstance(item, Mapping):
+        raise ConversionError(f"an item is an object of attributes, not {quote_value(item)}")
     try:
         return _lean_members(item)
     except BadValueError as exc:

@@ -238,3 +238,11 @@ def test_number_sets_of_extreme_members_keep_every_member(members: list[str]) ->
     item, types = lean_item(image)
     assert types == {"ns": "NS"}
     assert same_item(dynamodb_item(json.loads(orjson.dumps(item)), types), image)
+
+
+@pytest.mark.parametrize("item", [None, [{"S": "a"}], "id", 3])
+def test_an_item_that_is_no_object_is_refused_saying_so(item: Any) -> None:
+    # GIVEN an image that is not an object of attributes  WHEN converted
+    # THEN a ConversionError says what it is (not an error of Python's own)
+    with pytest.raises(ConversionError, match="an item is an object of attributes, not"):
+        lean_item(item)
