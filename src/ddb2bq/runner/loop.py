@@ -27,12 +27,14 @@ with nothing pending (open shards: an empty page of an open shard means it is id
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -170,7 +172,8 @@ class Runner:
             self._start()
             if until_caught_up:
                 self._targets = {i for i, c in self._cursors.items() if not c.finished}
-            caught_up = self._loop(until_caught_up)
+            with _frozen_heap():
+                caught_up = self._loop(until_caught_up)
             if self._merge is not None:  # the mirror up to date with what was written
                 self._run_merge()
             return self._finish(caught_up=caught_up)
@@ -514,3 +517,19 @@ def _created(record: Mapping[str, Any]) -> float | None:
 
 
 __all__ = ["RunReport", "Runner", "RunnerSettings", "Snapshot"]
+
+
+@contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """While the loop runs, what the process held before it (modules, clients, the runner's
+    state) is out of the cyclic garbage collector's reach (``gc.freeze``): each page of records
+    (about 30 objects per record, boto3's parse) sets off collections, and a full one would walk
+    all of it again. Back to the collector after; left alone when someone froze it before."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
