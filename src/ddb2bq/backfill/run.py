@@ -42,6 +42,7 @@ from ddb2bq.dynamodb.scan import (
     read_segments,
 )
 from ddb2bq.exceptions import ConfigError, RecordError
+from ddb2bq.heap import frozen_heap
 from ddb2bq.images import new_image
 from ddb2bq.pipeline import Pipeline, Unparsed
 from ddb2bq.records import Change, now_micros
@@ -200,6 +201,10 @@ class Backfill:
     # --- the machinery -----------------------------------------------------------------------
 
     def _run(self, pages: Iterator[Page], *, export: bool) -> BackfillReport:
+        with frozen_heap():  # each page is thousands of fresh objects (ddb2bq.heap)
+            return self._run_pages(pages, export=export)
+
+    def _run_pages(self, pages: Iterator[Page], *, export: bool) -> BackfillReport:
         for leftover in self._spool.leftovers():
             logger.info(
                 "Removing %s: rows of pages never saved as loaded; reading them again.",

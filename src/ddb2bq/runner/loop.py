@@ -27,14 +27,12 @@ with nothing pending (open shards: an empty page of an open shard means it is id
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +40,7 @@ from typing import Any
 from ddb2bq.dynamodb.client import StreamsClient
 from ddb2bq.dynamodb.shards import ShardInfo, child_shards, lineage_order, list_shards, shard_info
 from ddb2bq.exceptions import RecordError, RetryableError
+from ddb2bq.heap import frozen_heap
 from ddb2bq.pipeline import Pipeline, Unparsed
 from ddb2bq.records import from_get_records_record
 from ddb2bq.runner.gaps import GONE, RETENTION_S, Gap, StreamGapError, stored_gap_cause
@@ -172,7 +171,7 @@ class Runner:
             self._start()
             if until_caught_up:
                 self._targets = {i for i, c in self._cursors.items() if not c.finished}
-            with _frozen_heap():
+            with frozen_heap():
                 caught_up = self._loop(until_caught_up)
             if self._merge is not None:  # the mirror up to date with what was written
                 self._run_merge()
@@ -517,19 +516,3 @@ def _created(record: Mapping[str, Any]) -> float | None:
 
 
 __all__ = ["RunReport", "Runner", "RunnerSettings", "Snapshot"]
-
-
-@contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """While the loop runs, what the process held before it (modules, clients, the runner's
-    state) is out of the cyclic garbage collector's reach (``gc.freeze``): each page of records
-    (about 30 objects per record, boto3's parse) sets off collections, and a full one would walk
-    all of it again. Back to the collector after; left alone when someone froze it before."""
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
