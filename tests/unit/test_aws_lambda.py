@@ -308,6 +308,8 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_the_configuration_is_read_once_per_container(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aws_lambda, "_container", None)
+    # no warm start: its loader would import the Storage Write client in this test process
+    monkeypatch.setattr(aws_lambda, "start_warm_up", lambda config: None)
     first = aws_lambda.container_handler(ENVIRON)
     second = aws_lambda.container_handler({})  # a later read would fail: there is none
     assert second is first

@@ -167,9 +167,10 @@ class StorageWriteLoader:
     with ``wait_for_handler`` it leaves the first invocation alone, waits included: no step
     starts before that invocation's :meth:`paused` block ends, so that a cold container's first
     write comes first. It never waits more than ``pause_limit`` seconds for its turn, so it
-    always gets on. With ``freeze`` the objects made so far (the client's modules among them)
-    are then kept out of the cyclic garbage collector's reach, as the Lambda's init phase does
-    with its own (:func:`gc.freeze`; see :mod:`ddb2bq.aws_lambda`). Python runs one thread at a time: an import step running beside the
+    always gets on. With ``freeze``, in a process whose objects were frozen before (the Lambda's
+    init phase freezes its own: :mod:`ddb2bq.aws_lambda`), the objects made since (the client's
+    modules among them) are then frozen too, out of the cyclic garbage collector's reach
+    (:func:`gc.freeze`); elsewhere (a handler made in some other program) nothing is frozen. Python runs one thread at a time: an import step running beside the
     handler's conversion would slow it down by as much, and a step started in a short wait
     runs on past it (the import of gRPC's core alone takes 20 to 40 ms). A step that cannot be imported is skipped (``load`` says whether the client
     can be had).
@@ -272,8 +273,8 @@ class StorageWriteLoader:
                     logger.debug("The warm start skipped %s: it cannot be imported.", step)
             self._turn.wait(self._pause_limit)
             self._load()
-            if self._freeze:  # the client's modules live as long as the container: as at init
-                gc.freeze()
+            if self._freeze and gc.get_freeze_count():  # as the init phase did (a container's
+                gc.freeze()  # modules live as long as it); a process that froze nothing: nothing
         except Exception as exc:  # reported: one ERROR line, and kept
             self.error = exc
             logger.error(
