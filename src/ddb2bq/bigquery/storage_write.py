@@ -44,7 +44,6 @@ import base64
 import binascii
 import functools
 import itertools
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -157,32 +156,18 @@ def timestamp_micros(value: Any) -> int:
     1479499740000001
     """
     if type(value) is str and len(value) == 27 and value[19] == "." and value[26] == "Z":
-        # the shape ddb2bq.rows writes: the second's micros cached (a batch shares a few)
+        # the shape ddb2bq.rows writes: its second read back by lookup, not parsed again
         fraction = value[20:26]
         if fraction.isdigit() and fraction.isascii():
             second = second_of(value[:19])
             if second is not None:
                 return second * 1_000_000 + int(fraction)
-            micros = _second_micros(value[:19])
-            if micros is not None:
-                return micros + int(fraction)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     moment = datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}").fullmatch
-
-
-@functools.lru_cache(maxsize=4096)
-def _second_micros(text: str) -> int | None:
-    """Microseconds since the epoch of ``YYYY-MM-DDTHH:MM:SS`` in UTC; None for other text."""
-    if _SECOND(text) is None:
-        return None
-    return timestamp_micros(f"{text}+00:00")
 
 
 def _text(value: Any) -> str:

@@ -167,13 +167,15 @@ class StorageWriteLoader:
     with ``wait_for_handler`` it leaves the first invocation alone, waits included: no step
     starts before that invocation's :meth:`paused` block ends, so that a cold container's first
     write comes first. It never waits more than ``pause_limit`` seconds for its turn, so it
-    always gets on. With ``freeze``, in a process whose objects were frozen before (the Lambda's
-    init phase freezes its own: :mod:`ddb2bq.aws_lambda`), the objects made since (the client's
-    modules among them) are then frozen too, out of the cyclic garbage collector's reach
-    (:func:`gc.freeze`); elsewhere (a handler made in some other program) nothing is frozen. Python runs one thread at a time: an import step running beside the
+    always gets on. Python runs one thread at a time: an import step running beside the
     handler's conversion would slow it down by as much, and a step started in a short wait
-    runs on past it (the import of gRPC's core alone takes 20 to 40 ms). A step that cannot be imported is skipped (``load`` says whether the client
-    can be had).
+    runs on past it (the import of gRPC's core alone takes 20 to 40 ms). A step that cannot be
+    imported is skipped (``load`` says whether the client can be had).
+
+    With ``freeze``, in a process whose objects were frozen before (the Lambda's init phase
+    freezes its own: :mod:`ddb2bq.aws_lambda`), the objects made since (the client's modules
+    among them) are frozen too once the load is done, out of the cyclic garbage collector's
+    reach (:func:`gc.freeze`); elsewhere (a handler made in some other program) nothing is.
 
     :attr:`ready` tells without waiting whether the load succeeded; :meth:`wait` waits at most
     ``timeout`` seconds for it to end. A failure is logged once, as an ERROR naming it, and kept
