@@ -55,7 +55,7 @@ from ddb2bq.numeric import (
     simple_decimal,
     widen,
 )
-from ddb2bq.records import AttributeValue, Item, quote_value
+from ddb2bq.records import AttributeValue, quote_value
 
 __all__ = [
     "Conflict",
@@ -75,7 +75,14 @@ JsonValue = Any
 JsonObject = dict[str, JsonValue]
 Types = dict[str, Any] | None
 """A type sidecar (see :func:`lean_item`): member -> tag, or member -> the sidecar inside it."""
+Input = Any
+"""A value straight from input, of any shape (an item, an attribute value): the public functions
+take it so, and check it themselves. The compiled build (mypyc, see ``setup.py``) checks each
+declared type at run time, so a narrower one would be a ``TypeError`` there, not a named
+``ConversionError``."""
 MAX_NESTING = 32  # DynamoDB nests maps and lists at most 32 levels deep
+COMPILED = not __file__.endswith(".py")
+"""Whether this module is the compiled build (mypyc, see ``setup.py``) or the Python source."""
 
 
 class Conflict:
@@ -90,7 +97,7 @@ class Conflict:
         return f"Conflict({self.reason!r})"
 
 
-def plain_item(item: Item) -> JsonObject:
+def plain_item(item: Input) -> JsonObject:
     """Convert a whole item to plain JSON values.
 
     >>> plain_item({"id": {"S": "a"}, "n": {"N": "1.50"}, "tags": {"SS": ["b", "a"]}})
@@ -99,7 +106,7 @@ def plain_item(item: Item) -> JsonObject:
     return lean_item(item)[0]
 
 
-def lean_item(item: Item) -> tuple[JsonObject, Types]:
+def lean_item(item: Input) -> tuple[JsonObject, Types]:
     """A whole item as plain JSON values and its type sidecar, in one pass: the changelog's
     lossless form of an image (:func:`ddb2bq.images.dynamodb_item` is the way back).
 
@@ -126,7 +133,7 @@ def lean_item(item: Item) -> tuple[JsonObject, Types]:
         raise ConversionError(exc.message, path=exc.path) from None
 
 
-def plain(value: AttributeValue) -> JsonValue:
+def plain(value: Input) -> JsonValue:
     """Convert one attribute value to its plain JSON value (see the table above)."""
     try:
         return _PLAIN[_tag(value)](value)
@@ -134,7 +141,7 @@ def plain(value: AttributeValue) -> JsonValue:
         raise ConversionError(exc.message, path=exc.path) from None
 
 
-def column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflict:
+def column_value(value: Input, column_type: str) -> JsonValue | Conflict:
     """The value of a promoted column of ``column_type`` (``STRING``, ``ARRAY<NUMERIC>``, ...).
 
     Returns a :class:`Conflict` when the value does not fit; the caller leaves the column NULL.
@@ -149,7 +156,7 @@ def column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflic
         raise ConversionError(exc.message, path=exc.path) from None
 
 
-def _column_value(value: AttributeValue, column_type: str) -> JsonValue | Conflict:
+def _column_value(value: Input, column_type: str) -> JsonValue | Conflict:
     tag = _tag(value)
     if tag == "NULL":
         return None
@@ -165,7 +172,7 @@ def _column_value(value: AttributeValue, column_type: str) -> JsonValue | Confli
     return _scalar_column_value(tag, value, column_type)
 
 
-def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue | Conflict]:
+def column_converter(column_type: str) -> Callable[[Input], JsonValue | Conflict]:
     """``column_value`` for one column type, as a function: the same results, faster for values
     of the column's own kind (S in STRING, positional N in INT64/NUMERIC/BIGNUMERIC).
 
@@ -178,7 +185,7 @@ def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue |
     if column_type in ("INT64", "NUMERIC", "BIGNUMERIC"):
         fits = _INT64_TEXT if column_type == "INT64" else _NUMERIC_TEXT
 
-        def number_column(value: AttributeValue) -> JsonValue | Conflict:
+        def number_column(value: Input) -> JsonValue | Conflict:
             # canonical positional text (as DynamoDB returns numbers) is its own exact decimal
             # text: taken as it is when it fits the column, anything else the general way
             raw = value.get("N") if type(value) is dict and len(value) == 1 else None
@@ -190,7 +197,7 @@ def column_converter(column_type: str) -> Callable[[AttributeValue], JsonValue |
     return lambda value: column_value(value, column_type)
 
 
-def _string_column(value: AttributeValue) -> JsonValue | Conflict:
+def _string_column(value: Input) -> JsonValue | Conflict:
     raw = value.get("S") if type(value) is dict else None
     if type(raw) is str and len(value) == 1:
         return raw

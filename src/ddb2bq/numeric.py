@@ -46,7 +46,7 @@ class BadValueError(Exception):
         self.path = path
 
 
-def number_json(text: str) -> int | float | str:
+def number_json(text: Any) -> int | float | str:
     """A DynamoDB number as a JSON value: an int or float when exact, else the decimal text.
 
     >>> number_json("12"), number_json("0.1"), number_json("1E+125"), number_json("0.1000000000000000000001")
@@ -58,7 +58,7 @@ def number_json(text: str) -> int | float | str:
         raise ConversionError(exc.message) from None
 
 
-def json_number(text: str) -> int | float | str:
+def json_number(text: Any) -> int | float | str:
     """:func:`number_json`, raising :class:`BadValueError` (the hot path's form)."""
     if type(text) is str and len(text) <= SIMPLE_MAX and text.isascii():
         if len(text) <= 16:
@@ -171,7 +171,7 @@ def _exact_number_json(text: str) -> int | float | str:
     return text
 
 
-def parse_number(text: str) -> Decimal:
+def parse_number(text: Any) -> Decimal:
     """Parse DynamoDB number text exactly; raise ConversionError on text that is not a number."""
     try:
         return decimal_of(text)
