@@ -30,9 +30,17 @@ they share the machine's speed of the moment, which on a shared VM moves by tens
 under ``tracemalloc``, which slows the code down and so never overlaps the timing. ``--profile N``
 prints cProfile's top N entries of ddb2bq's pipeline.
 
+Each table names the build of ddb2bq it measured: by default two tables, first the build this
+interpreter imports (pure Python in ``.venv``, an editable install), then the compiled build
+(``setup.py``: what ``pip install .`` installs), in a child process that puts
+``scripts/compiled.py``'s build first on the path and measures all three pipelines again, its own
+baseline and floor included (``--build loaded`` or ``--build compiled`` for one table). The Lambda
+package is always pure Python (docs/lambda.md), so the first table is the Lambda's.
+
 Run from the repository root::
 
     .venv/bin/python bench/convert.py
+    .venv/bin/python bench/convert.py --build loaded    # this interpreter's build only
     .venv/bin/python bench/convert.py --records 2000 --profile 25
     .venv/bin/python bench/convert.py --bytecodes     # per record, deterministic
 """
@@ -45,16 +53,19 @@ import cProfile
 import gc
 import io
 import json
+import os
 import pstats
 import random
 import statistics
 import string
+import subprocess
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -63,6 +74,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from ddb2bq.bigquery.insert_all import InsertAllWriter
 from ddb2bq.bigquery.rest import RestClient
 from ddb2bq.bigquery.transport import Answer
+from ddb2bq.convert import COMPILED
 from ddb2bq.records import from_lambda_event
 from ddb2bq.rows import RowBuilder
 from ddb2bq.schema import TableLayout, build_layout
@@ -379,7 +391,13 @@ def measure(
 ) -> dict[str, Any]:
     """Time every pipeline over one generated event; return the figures (see :func:`report`)."""
     event = make_event(records, seed)
-    figures: dict[str, Any] = {"records": records, "repeat": repeat, "seed": seed, "clock": clock}
+    figures: dict[str, Any] = {
+        "records": records,
+        "repeat": repeat,
+        "seed": seed,
+        "clock": clock,
+        "build": BUILD,
+    }
     best = dict.fromkeys(PIPELINES, float("inf"))
     rounds: list[dict[str, float]] = []
     names = list(PIPELINES)
@@ -415,6 +433,7 @@ def measure(
 def report(figures: dict[str, Any]) -> str:
     """The figures as a small table, with ddb2bq's speed relative to the other two."""
     lines = [
+        f"ddb2bq build: {figures['build']}",
         f"{figures['records']} records, event {figures['event_bytes'] / 1e6:.1f} MB as JSON, "
         f"seed {figures['seed']}, best of {figures['repeat']} ({figures['clock']} time)",
         f"{'pipeline':<10} {'records/s':>11} {'ms':>9} {'body MB':>9} {'B/change':>9} "
@@ -489,6 +508,46 @@ def bytecodes(records: int, seed: int) -> dict[str, float]:
     return counts
 
 
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = (
+    "compiled (mypyc: ddb2bq.convert, ddb2bq.numeric)"
+    if COMPILED
+    else "pure Python (the Lambda package's)"
+)
+
+
+def run_compiled(args: argparse.Namespace) -> int:
+    """This benchmark again, in a child process that loads the compiled build (built by
+    ``scripts/compiled.py`` when the sources changed); its report is printed here."""
+    print("building the compiled build (scripts/compiled.py) ...", file=sys.stderr, flush=True)
+    built = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compiled.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        print("bench: the compiled build failed (see above); --build loaded measures without it")
+        return 1
+    site = built.stdout.strip()
+    path = [site, *filter(None, [os.environ.get("PYTHONPATH")])]
+    command = [sys.executable, str(Path(__file__).resolve()), "--build", "loaded"]
+    for option in ("records", "repeat", "seed", "clock"):
+        command += [f"--{option}", str(getattr(args, option))]
+    child = subprocess.run(
+        command,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    print(child.stdout, end="")
+    if child.returncode == 0 and "ddb2bq build: compiled" not in child.stdout:
+        print(f"bench: the child process did not load the compiled build from {site}")
+        return 1
+    return child.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--records", type=int, default=10_000, help="records in the event")
@@ -499,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bytecodes", action="store_true", help="count bytecodes per record (1,000 records)"
     )
+    parser.add_argument(
+        "--build",
+        choices=("both", "loaded", "compiled"),
+        default="both",
+        help="which build of ddb2bq to measure: this interpreter's, the compiled one, or both",
+    )
     args = parser.parse_args(argv)
     if args.bytecodes:
         counts = bytecodes(min(args.records, 1_000), args.seed)
@@ -507,10 +572,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts['baseline']:,.0f} ({counts['ddb2bq'] / counts['baseline']:.2f}x)"
         )
         return 0
-    print(report(measure(args.records, args.repeat, args.seed, args.clock)))
-    if args.profile:
-        print(profile(args.records, args.seed, args.profile))
-    return 0
+    if args.build != "compiled":
+        print(report(measure(args.records, args.repeat, args.seed, args.clock)), flush=True)
+        if args.profile:
+            print(profile(args.records, args.seed, args.profile), flush=True)
+    if args.build == "loaded" or (args.build == "both" and COMPILED):
+        return 0  # (both, with the compiled build loaded here: measured above)
+    if args.build == "both":
+        print()
+    return run_compiled(args)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def test_measure_times_every_pipeline_and_reports_ratios(
 ) -> None:
     # GIVEN the benchmark's entry point, run small
     # WHEN it measures 50 records once each
-    exit_code = bench.main(["--records", str(RECORDS), "--repeat", "1"])
+    exit_code = bench.main(["--records", str(RECORDS), "--repeat", "1", "--build", "loaded"])
     # THEN every pipeline has a speed, a body and a peak, and the ratios are printed
     out = capsys.readouterr().out
     assert exit_code == 0
@@ -54,6 +54,22 @@ def test_measure_times_every_pipeline_and_reports_ratios(
         assert figures[name]["records_per_s"] > 0
         assert figures[name]["body_bytes"] > 0
         assert figures[name]["peak_bytes"] > 0
+
+
+def test_the_compiled_build_is_measured_in_a_child_process_that_loads_it(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the checkout's sources (scripts/compiled.py builds them, or reuses its last build)
+    # WHEN the benchmark measures the compiled build, small
+    exit_code = bench.main(["--records", str(RECORDS), "--repeat", "1", "--build", "compiled"])
+    # THEN its table says it measured the compiled modules, with all three pipelines
+    out = capsys.readouterr().out
+    assert exit_code == 0, out
+    assert "ddb2bq build: compiled (mypyc: ddb2bq.convert, ddb2bq.numeric)" in out
+    assert "pure Python" not in out
+    for name in ("ddb2bq", "baseline", "floor"):
+        assert f"\n{name} " in out
+    assert "ddb2bq / baseline (a) =" in out
 
 
 def test_bytecode_counts_are_the_same_in_every_run(bench: ModuleType) -> None:
