@@ -519,7 +519,11 @@ BUILD = (
 def run_compiled(args: argparse.Namespace) -> int:
     """This benchmark again, in a child process that loads the compiled build (built by
     ``scripts/compiled.py`` when the sources changed); its report is printed here."""
-    print("building the compiled build (scripts/compiled.py) ...", file=sys.stderr, flush=True)
+    print(
+        "the compiled build: scripts/compiled.py (built again when the sources changed)",
+        file=sys.stderr,
+        flush=True,
+    )
     built = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "compiled.py")],
         stdout=subprocess.PIPE,
