@@ -24,9 +24,9 @@ import os
 import sys
 from typing import Any
 
-from setuptools import setup
-
 COMPILED_MODULES = ["src/ddb2bq/convert.py", "src/ddb2bq/numeric.py"]
+"""The modules compiled; ``scripts/compiled.py`` reads this list (running this file without the
+``__main__`` block below)."""
 
 
 def extensions() -> list[Any]:
@@ -41,4 +41,7 @@ def extensions() -> list[Any]:
     return list(modules)
 
 
-setup(ext_modules=extensions())
+if __name__ == "__main__":  # as setuptools' build backend runs it
+    from setuptools import setup
+
+    setup(ext_modules=extensions())

@@ -509,8 +509,15 @@ def bytecodes(records: int, seed: int) -> dict[str, float]:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# the compiled modules loaded here (setup.py says which are compiled), by name
+_COMPILED_MODULES = sorted(
+    name
+    for name, module in sys.modules.items()
+    if name.startswith("ddb2bq.")
+    and not (getattr(module, "__file__", None) or ".py").endswith(".py")
+)
 BUILD = (
-    "compiled (mypyc: ddb2bq.convert, ddb2bq.numeric)"
+    f"compiled (mypyc: {', '.join(_COMPILED_MODULES)})"
     if COMPILED
     else "pure Python (the Lambda package's)"
 )

@@ -10,12 +10,13 @@ directory first on ``PYTHONPATH`` and ``import ddb2bq`` loads the compiled modul
 redone only when the sources, setup.py or pyproject.toml change (a hash of them is kept beside).
 
 Exit codes: 0 built (or up to date), 1 the build failed or left the modules pure Python (no C
-compiler: pip's output says why).
+compiler: pip's output says why), 130 stopped by Ctrl-C (the next run builds again).
 """
 
 from __future__ import annotations
 
 import hashlib
+import runpy
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,11 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPILED = ("ddb2bq/convert", "ddb2bq/numeric")  # the modules setup.py compiles
+# the modules setup.py compiles, as paths inside the package tree ("ddb2bq/convert")
+COMPILED = [
+    Path(path).relative_to("src").with_suffix("").as_posix()
+    for path in runpy.run_path(str(ROOT / "setup.py"))["COMPILED_MODULES"]
+]
 INPUTS = ("setup.py", "pyproject.toml", "README.md")
 
 
@@ -96,4 +101,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the stamp was removed first: the next run builds again
+        print("compiled: stopped by Ctrl-C; run it again to build", file=sys.stderr)
+        sys.exit(130)
