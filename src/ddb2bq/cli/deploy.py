@@ -65,6 +65,13 @@ def _package_parser(commands: Any, add_config: AddConfig) -> None:
     parser.add_argument(
         "--no-compile", action="store_true", help="leave out .pyc files (slower cold starts)"
     )
+    parser.add_argument(
+        "--converter",
+        choices=package.CONVERTERS,
+        default="auto",
+        help="the compiled converter (from a compiled install built for the target), pure "
+        "Python, or auto: compiled when it fits the target (default)",
+    )
     add_config(parser)
     parser.set_defaults(run=run_package)
 
@@ -127,14 +134,19 @@ def run_package(args: argparse.Namespace, config: Config, out: TextIO | None = N
         out=args.out,
         constraints=args.constraints,
         compile=not args.no_compile,
+        converter=args.converter,
     )
     result = package.build_package(spec)
     compiled = f"compiled by {result.compiled_with}" if result.compiled_with else "no .pyc"
+    converter = result.converter
     print(
         f"{result.path}: {result.size_bytes / 1e6:.1f} MB ({result.size_bytes} bytes), "
-        f"{result.files} files, Python {spec.python} on {spec.arch}, {compiled}",
+        f"{result.files} files, Python {spec.python} on {spec.arch}, {compiled}, "
+        + ("the compiled converter" if converter.compiled else "the pure-Python converter"),
         file=out or sys.stdout,
     )
+    if not converter.compiled and spec.converter == "auto":
+        print(f"the converter is pure Python: {converter.why_pure}.", file=out or sys.stdout)
     return 0
 
 

@@ -11,6 +11,14 @@ When an interpreter of the target Python version is at hand (the one running thi
 ``/var/task`` is read-only, so without them every cold start compiles every imported module
 again. Hash-based ``.pyc`` files carry no timestamps, so the zip stays reproducible.
 
+The converter (``ddb2bq.convert`` and ``ddb2bq.numeric``) goes in compiled when it can
+(``converter="auto"``, :func:`find_compiled`): when the ddb2bq being packaged is a compiled
+install (a wheel built by ``setup.py``'s mypyc step, not an editable or ``PURE_DDB2BQ=1`` one)
+whose modules were built for the target's Python and machine and need no newer glibc than the
+Lambda runtime has. Otherwise the package is pure Python, which converts the same values the same
+way, slower; the result says why. The compiled files are then what an installer wrote: their
+bytes are copied as they are, so the zip is reproducible for one install.
+
 Reproducible: entries sorted, every timestamp 1980-01-01 00:00, permissions fixed (0644 files,
 0755 folders), the same compression; two builds from the same inputs are byte-identical. Pin the
 dependency versions (``constraints``) to make builds on different days identical too.
@@ -53,6 +61,11 @@ DIR_MODE = 0o755
 _PACKAGE_SUFFIXES = (".py", ".typed")
 _SKIP_DIRS = frozenset(("__pycache__",))
 _GLIBC_2_28_FROM = (3, 12)  # Lambda's Python 3.12+ runs on Amazon Linux 2023 (glibc 2.34)
+CONVERTERS = ("auto", "compiled", "pure")
+_LAMBDA_GLIBC = {(3, 11): (2, 26)}  # python3.11: Amazon Linux 2; later: Amazon Linux 2023
+_LAMBDA_GLIBC_LATER = (2, 34)
+_EXTENSION = re.compile(r"\.cpython-(\d)(\d+)-(\w+)-linux-gnu\.so$")
+_GLIBC_SYMBOL = re.compile(rb"GLIBC_(\d+)\.(\d+)")
 
 Runner = Callable[[Sequence[str]], None]
 
@@ -72,16 +85,34 @@ class PackageSpec:
     compile: bool = True
     source: Path | None = None
     """The ddb2bq package folder to copy; default the one running this."""
+    converter: str = "auto"
+    """``auto``: the compiled converter when :func:`find_compiled` finds one for the target, else
+    pure Python; ``compiled``: the compiled one or a :class:`PackageError`; ``pure``: never."""
+
+
+@dataclass(frozen=True, slots=True)
+class Converter:
+    """The compiled converter's files (relative to ``site``), or why the package has none."""
+
+    site: Path
+    files: tuple[str, ...] = ()
+    why_pure: str = ""
+
+    @property
+    def compiled(self) -> bool:
+        return bool(self.files)
 
 
 @dataclass(frozen=True, slots=True)
 class PackageResult:
-    """The built zip: where it is, its size, how many files, and whether ``.pyc`` are inside."""
+    """The built zip: where it is, its size, how many files, whether ``.pyc`` are inside, and
+    which converter it carries."""
 
     path: Path
     size_bytes: int
     files: int
     compiled_with: str | None
+    converter: Converter
 
 
 def build_package(
@@ -97,18 +128,23 @@ def build_package(
     """
     _check_spec(spec)
     run = runner or _run
+    source = spec.source or Path(__file__).resolve().parents[1]
+    converter = _converter(spec, source)
     with tempfile.TemporaryDirectory(prefix="ddb2bq-package-") as work:
         target = Path(work) / "package"
         reqs = list(requirements if requirements is not None else runtime_requirements())
         run(pip_command(spec, target, reqs))
         remove_distributions(target, RUNTIME_PROVIDED)
         _remove_build_leftovers(target)
-        copy_ddb2bq(target / "ddb2bq", spec.source)
+        copy_ddb2bq(target / "ddb2bq", source)
+        for relative in converter.files:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(converter.site / relative, target / relative)
         interpreter = find_interpreter(spec.python) if spec.compile else None
         if interpreter is not None:
             run(compile_command(interpreter, target))
         files = write_zip(target, spec.out)
-    return PackageResult(spec.out, spec.out.stat().st_size, files, interpreter)
+    return PackageResult(spec.out, spec.out.stat().st_size, files, interpreter, converter)
 
 
 def _check_spec(spec: PackageSpec) -> None:
@@ -116,6 +152,77 @@ def _check_spec(spec: PackageSpec) -> None:
         raise PackageError(f"Unknown architecture {spec.arch!r}; use x86_64 or arm64.")
     if spec.python not in PYTHONS:
         raise PackageError(f"Unsupported Python {spec.python!r}; use {', '.join(PYTHONS)}.")
+    if spec.converter not in CONVERTERS:
+        raise PackageError(f"Unknown converter {spec.converter!r}; use {', '.join(CONVERTERS)}.")
+
+
+def _converter(spec: PackageSpec, source: Path) -> Converter:
+    if spec.converter == "pure":
+        return Converter(source.parent, why_pure="asked for (--converter pure)")
+    found = find_compiled(source, spec.arch, spec.python)
+    if spec.converter == "compiled" and not found.compiled:
+        raise PackageError(
+            f"--converter compiled: {found.why_pure}. Package with --converter auto or pure "
+            "for the pure-Python converter (the same values, converted slower)."
+        )
+    return found
+
+
+def find_compiled(source: Path, arch: str, python: str) -> Converter:
+    """The compiled converter of the ddb2bq install whose package folder is ``source``, for
+    Lambda's Python ``python`` on ``arch``; or, with no files, the reason it cannot go in.
+
+    The files are the extension modules the install's ``RECORD`` lists (``ddb2bq/*.so`` and
+    mypyc's shared library beside the package). They fit when every one was built for CPython
+    ``python`` on the target's machine, and needs no newer glibc than that Lambda runtime has
+    (Amazon Linux 2, glibc 2.26, for python3.11; Amazon Linux 2023, 2.34, later).
+    """
+    site = source.parent
+    records = sorted(site.glob("ddb2bq-*.dist-info/RECORD"))
+    if not records:
+        return Converter(site, why_pure=f"the ddb2bq at {source} is not an installed wheel")
+    listed = [line.rsplit(",", 2)[0] for line in records[-1].read_text("utf-8").splitlines()]
+    extensions = sorted(name for name in listed if name.endswith(".so"))
+    if not extensions:
+        return Converter(
+            site,
+            why_pure=f"the ddb2bq installed at {site} is pure Python (an editable install, "
+            "PURE_DDB2BQ=1, or no C compiler where it was built)",
+        )
+    machine = ARCHITECTURES[arch]
+    for name in extensions:
+        path = (site / name).resolve()
+        tag = _EXTENSION.search(name)
+        if not path.is_relative_to(site.resolve()) or not path.is_file():
+            return Converter(site, why_pure=f"{site / name}, listed by {records[-1]}, is missing")
+        if tag is None or (f"{tag[1]}.{tag[2]}", tag[3]) != (python, machine):
+            built_for = f"Python {tag[1]}.{tag[2]} on {tag[3]}" if tag else "another platform"
+            return Converter(
+                site,
+                why_pure=f"the compiled modules installed at {site} are for {built_for}, not "
+                f"Python {python} on {machine}: package on {machine} Linux with a ddb2bq "
+                f"installed for Python {python}",
+            )
+        needs = required_glibc(path.read_bytes())
+        has = _LAMBDA_GLIBC.get(_version(python), _LAMBDA_GLIBC_LATER)
+        if needs > has:
+            return Converter(
+                site,
+                why_pure=f"{site / name} needs glibc {needs[0]}.{needs[1]}, newer than the "
+                f"{has[0]}.{has[1]} of Lambda's python{python} runtime: build ddb2bq on an "
+                "older Linux",
+            )
+    return Converter(site, tuple(extensions))
+
+
+def required_glibc(binary: bytes) -> tuple[int, int]:
+    """The newest glibc symbol version a shared library names (its ``GLIBC_2.N`` references).
+
+    >>> required_glibc(b"\\x00GLIBC_2.2.5\\x00GLIBC_2.14\\x00")
+    (2, 14)
+    """
+    found = [(int(m[1]), int(m[2])) for m in _GLIBC_SYMBOL.finditer(binary)]
+    return max(found, default=(2, 0))
 
 
 def platforms(arch: str, python: str) -> list[str]:
@@ -197,9 +304,8 @@ def _remove_empty_dirs(root: Path) -> None:
             folder.rmdir()
 
 
-def copy_ddb2bq(destination: Path, source: Path | None = None) -> None:
-    """Copy the ddb2bq package's sources (``source``, default the running one) to ``destination``."""
-    source = source or Path(__file__).resolve().parents[1]
+def copy_ddb2bq(destination: Path, source: Path) -> None:
+    """Copy the ddb2bq package's sources (the folder ``source``) to ``destination``."""
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         if path.is_file() and path.suffix in _PACKAGE_SUFFIXES:
