@@ -31,9 +31,16 @@
     simplejson: every full collection it sets off walks the whole heap), the garbage
     collector's share of it, and the full collections per invocation.
 
+The zip is what ``ddb2bq package --arch x86_64 --python <this Python>`` builds from the ddb2bq
+this interpreter imports: with ``--build compiled`` the benchmark runs again in a child process
+that imports ``scripts/compiled.py``'s compiled build, so the zip carries the compiled converter
+(as a package built from a compiled install does) and (b) measures it too; the first line says
+which converter was measured.
+
 Run from the repository root (needs scripts/setup's emulator)::
 
     .venv/bin/python bench/handler.py                     # builds the zip (~30 s)
+    .venv/bin/python bench/handler.py --build compiled    # the compiled converter's zip
     .venv/bin/python bench/handler.py --zip dist/ddb2bq-lambda.zip --runs 9
     .venv/bin/python bench/handler.py --runs 9 --writer insert_all   # the Lambda's light path
 """
@@ -59,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from ddb2bq.config import Config, load_config
+from ddb2bq.convert import COMPILED
 from ddb2bq.deploy.package import PackageSpec, build_package
 from ddb2bq.local import Server, start_bigquery
 from ddb2bq.records import from_lambda_event
@@ -179,14 +187,39 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=10, help="(c) batches of each kind, taking turns"
     )
+    parser.add_argument(
+        "--build",
+        choices=("loaded", "compiled"),
+        default="loaded",
+        help="the ddb2bq to package and measure: this interpreter's, or the compiled build",
+    )
     args = parser.parse_args()
+    if args.build == "compiled" and not COMPILED:
+        raise SystemExit(run_compiled())
     with tempfile.TemporaryDirectory(prefix="ddb2bq-bench-") as work:
         task, runtime = _prepare(Path(work), args.zip)
-        with start_bigquery(PROJECT) as bigquery:
+        with start_bigquery(PROJECT, emulator_dir=ROOT / ".cache" / "local-bigquery") as bigquery:
             config = _init_tables(bigquery, "ExampleTableWithStream", [("Id", "N")], args.writer)
             cold_start(task, runtime, bigquery, config, args.runs)
             batch_cost(bigquery, args.repeat)
             steady_state(task, runtime, bigquery, args.writer, args.rounds)
+
+
+def run_compiled() -> int:
+    """This benchmark again, in a child process whose ddb2bq is the compiled build
+    (``scripts/compiled.py`` builds it when the sources changed)."""
+    built = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compiled.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        print("bench: the compiled build failed (see above); --build loaded measures without it")
+        return 1
+    path = [built.stdout.strip(), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    return subprocess.run([sys.executable, *sys.argv], env=environ, check=False).returncode
 
 
 # --- (a) cold start ----------------------------------------------------------------------------
@@ -514,8 +547,17 @@ def _prepare(work: Path, built: Path | None) -> tuple[Path, Path]:
     """The unpacked zip (built for this machine and Python unless given) and a boto3 folder."""
     if built is None:
         python = f"{sys.version_info[0]}.{sys.version_info[1]}"
-        built = build_package(PackageSpec("x86_64", python, work / "ddb2bq-lambda.zip")).path
-        print(f"built {built} ({built.stat().st_size / 1e6:.1f} MB)")
+        result = build_package(PackageSpec("x86_64", python, work / "ddb2bq-lambda.zip"))
+        built = result.path
+        converter = result.converter
+        print(
+            f"built {built} ({built.stat().st_size / 1e6:.1f} MB), "
+            + (
+                "the compiled converter"
+                if converter.compiled
+                else f"the pure-Python converter ({converter.why_pure})"
+            )
+        )
     task = work / "task"
     with zipfile.ZipFile(built) as archive:
         archive.extractall(task)
