@@ -50,7 +50,18 @@ from ddb2bq.exceptions import Ddb2bqError
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 DEFAULT_PROJECT = "local-project"
-EMULATOR_DIR = Path(__file__).resolve().parents[2] / ".cache" / "local-bigquery"
+
+
+def _checkout() -> Path:
+    """The ddb2bq checkout this module lives in (``src/ddb2bq``, or the compiled build's site
+    under ``.cache``): the nearest folder above holding ``scripts/setup``; else the current one."""
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "scripts" / "setup").is_file() and (folder / "pyproject.toml").is_file():
+            return folder
+    return Path.cwd()
+
+
+EMULATOR_DIR = _checkout() / ".cache" / "local-bigquery"
 """Where ``scripts/setup`` installs the emulator: its ``venv`` and a private ``home``."""
 
 AWS_DUMMY_CREDENTIALS = {  # moto accepts any key; boto3 insists on having one
