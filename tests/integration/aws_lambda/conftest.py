@@ -43,10 +43,16 @@ class BuiltZip:
 @pytest.fixture(scope="session")
 def lambda_zip(tmp_path_factory: pytest.TempPathFactory) -> BuiltZip:
     work = tmp_path_factory.mktemp("lambda-zip")
-    sources = work / "ddb2bq-src"
-    shutil.copytree(
-        Path(ddb2bq.__file__).parent, sources, ignore=shutil.ignore_patterns("__pycache__")
-    )
+    # a copy of the ddb2bq this run imports, as installed: with a compiled install's RECORD and
+    # mypyc's shared library beside the package, so the zip takes the compiled converter too
+    installed = Path(ddb2bq.__file__).parent
+    sources = work / "site" / "ddb2bq"
+    shutil.copytree(installed, sources, ignore=shutil.ignore_patterns("__pycache__"))
+    for beside in sorted(installed.parent.glob("ddb2bq[-_]*")):
+        if beside.name.endswith(".dist-info"):
+            shutil.copytree(beside, sources.parent / beside.name)
+        elif beside.name.startswith("ddb2bq__mypyc."):
+            shutil.copyfile(beside, sources.parent / beside.name)
     spec = PackageSpec(arch="x86_64", python=PYTHON, out=work / "ddb2bq-lambda.zip", source=sources)
     result = build_package(spec)
     unpacked = work / "task"

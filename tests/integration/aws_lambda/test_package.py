@@ -9,6 +9,7 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+from ddb2bq.convert import COMPILED
 from ddb2bq.deploy.package import build_package
 from tests.integration.aws_lambda.conftest import BuiltZip
 
@@ -84,6 +85,29 @@ def test_the_handler_imports_from_the_zip_alone(lambda_zip: BuiltZip, lambda_run
     assert bigquery_file.startswith(str(lambda_zip.unpacked))
     assert boto3_file.startswith(str(lambda_runtime))
     assert is_callable == "True"
+
+
+def test_the_zip_converts_with_the_build_that_packaged_it(
+    lambda_zip: BuiltZip, lambda_runtime: Path
+) -> None:
+    # GIVEN the session's zip, packaged by the ddb2bq this run imports (scripts/test runs these
+    # tests once on the editable pure-Python install and once on the compiled build)
+    # WHEN a Python that sees only the zip and boto3 imports the function's converter
+    found = run_isolated(
+        "import ddb2bq.aws_lambda, ddb2bq.convert as c, ddb2bq.numeric as n\n"
+        "print(c.COMPILED, c.__file__, n.__file__)",
+        lambda_zip.unpacked,
+        lambda_runtime,
+    )
+    # THEN it is the compiled converter exactly when the packaging ddb2bq was compiled
+    assert found.returncode == 0, found.stderr
+    compiled, convert_file, numeric_file = found.stdout.split()
+    assert compiled == str(COMPILED)
+    assert lambda_zip.result.converter.compiled is COMPILED
+    suffix = "-x86_64-linux-gnu.so" if COMPILED else ".py"
+    assert convert_file.startswith(str(lambda_zip.unpacked))
+    assert convert_file.endswith(suffix)
+    assert numeric_file.endswith(suffix)
 
 
 def test_without_the_zip_nothing_is_importable(lambda_runtime: Path) -> None:
