@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import logging
 import os
 import time
@@ -45,6 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
+from ddb2bq import heap
 from ddb2bq.config import Config, check_function_config, load_config
 from ddb2bq.contract import Deadline, deadline_scope
 from ddb2bq.credentials import CredentialsProvider
@@ -372,7 +372,7 @@ def _init_phase(environ: Mapping[str, str]) -> None:
     if environ.get("AWS_LAMBDA_RUNTIME_API"):
         with contextlib.suppress(ConfigError):  # logged; each invocation reports it again
             container_handler()
-        gc.freeze()
+        heap.freeze_for_good()
 
 
 _init_phase(os.environ)

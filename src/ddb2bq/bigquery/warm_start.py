@@ -55,7 +55,6 @@ import locks keep the two apart.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import threading
@@ -64,6 +63,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ddb2bq import heap
 from ddb2bq.config import Config
 from ddb2bq.contract import Writer, WriteResult, current_deadline
 from ddb2bq.exceptions import RetryableError
@@ -275,8 +275,9 @@ class StorageWriteLoader:
                     logger.debug("The warm start skipped %s: it cannot be imported.", step)
             self._turn.wait(self._pause_limit)
             self._load()
-            if self._freeze and gc.get_freeze_count():  # as the init phase did (a container's
-                gc.freeze()  # modules live as long as it); a process that froze nothing: nothing
+            if self._freeze and heap.is_frozen():  # as the init phase did (a container's
+                heap.freeze_for_good()  # modules live as long as it); a process that froze
+                # nothing: nothing
         except Exception as exc:  # reported: one ERROR line, and kept
             self.error = exc
             logger.error(
