@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import json.scanner
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -97,7 +98,11 @@ def _dumps(document: Any) -> bytes:
     try:
         return orjson.dumps(document)
     except orjson.JSONEncodeError:  # nested past 255 levels, or an integer past 64 bits
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+        try:
+            return encoder.encode(document).encode()
+        except RecursionError:  # Python 3.12's C encoder stops at a fixed depth (about 1,000)
+            return "".join(encoder.iterencode(document)).encode()  # the Python one: same text
 
 
 def _loads(text: str | bytes) -> Any:
@@ -107,7 +112,13 @@ def _loads(text: str | bytes) -> Any:
         if "depth limit" not in str(exc):
             raise
         with _deep_recursion():
-            return json.loads(text)  # a letter nested past orjson's 1,024 levels
+            try:
+                return json.loads(text)  # a letter nested past orjson's 1,024 levels
+            except RecursionError:  # Python 3.12's C scanner stops at a fixed depth: the Python one
+                decoder = json.JSONDecoder()
+                # (typeshed lists neither: both are the standard library's, since Python 3.0)
+                decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+                return decoder.decode(text if isinstance(text, str) else text.decode())
 
 
 def decode_letter(text: str | bytes, where: str = "") -> DeadLetter:
