@@ -72,6 +72,11 @@ def test_the_compiled_build_is_measured_in_a_child_process_that_loads_it(
     assert "ddb2bq / baseline (a) =" in out
 
 
+@pytest.mark.skipif(
+    sys.version_info[:2] == (3, 12),
+    reason="Python 3.12.1's sys.settrace delivers no opcode events in ddb2bq.convert's functions "
+    "(0 for lean_item, 228 for json.dumps, seen here): the count is only taken on 3.11 and 3.13",
+)
 def test_bytecode_counts_are_the_same_in_every_run(bench: ModuleType) -> None:
     # GIVEN the benchmark's bytecode count, run small
     # WHEN it counts twice
