@@ -523,9 +523,9 @@ BUILD = (
 )
 
 
-def run_compiled(args: argparse.Namespace) -> int:
-    """This benchmark again, in a child process that loads the compiled build (built by
-    ``scripts/compiled.py`` when the sources changed); its report is printed here."""
+def compiled_path() -> str | None:
+    """``PYTHONPATH`` with the compiled build's site first (``scripts/compiled.py`` builds it
+    when the sources changed); None, said on stdout, when it could not be built."""
     print(
         "the compiled build: scripts/compiled.py (built again when the sources changed)",
         file=sys.stderr,
@@ -539,15 +539,23 @@ def run_compiled(args: argparse.Namespace) -> int:
     )
     if built.returncode != 0:
         print("bench: the compiled build failed (see above); --build loaded measures without it")
+        return None
+    return os.pathsep.join([built.stdout.strip(), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def run_compiled(args: argparse.Namespace) -> int:
+    """This benchmark again, in a child process that loads the compiled build; its report is
+    printed here."""
+    path = compiled_path()
+    if path is None:
         return 1
-    site = built.stdout.strip()
-    path = [site, *filter(None, [os.environ.get("PYTHONPATH")])]
+    site = path.split(os.pathsep)[0]
     command = [sys.executable, str(Path(__file__).resolve()), "--build", "loaded"]
     for option in ("records", "repeat", "seed", "clock"):
         command += [f"--{option}", str(getattr(args, option))]
     child = subprocess.run(
         command,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+        env={**os.environ, "PYTHONPATH": path},
         stdout=subprocess.PIPE,
         text=True,
         check=False,

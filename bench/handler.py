@@ -206,19 +206,11 @@ def main() -> None:
 
 
 def run_compiled() -> int:
-    """This benchmark again, in a child process whose ddb2bq is the compiled build
-    (``scripts/compiled.py`` builds it when the sources changed)."""
-    built = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compiled.py")],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    if built.returncode != 0:
-        print("bench: the compiled build failed (see above); --build loaded measures without it")
+    """This benchmark again, in a child process whose ddb2bq is the compiled build."""
+    path = _bench_convert().compiled_path()
+    if path is None:
         return 1
-    path = [built.stdout.strip(), *filter(None, [os.environ.get("PYTHONPATH")])]
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    environ = {**os.environ, "PYTHONPATH": path}
     return subprocess.run([sys.executable, *sys.argv], env=environ, check=False).returncode
 
 

@@ -23,16 +23,20 @@ def test_the_build_loaded_is_the_one_this_run_asked_for() -> None:
     assert COMPILED is EXPECT_COMPILED
 
 
+IMAGE = {
+    "id": {"S": "o-1"},
+    "price": {"N": "12.50"},
+    "ledger": {"N": "0.1000000000000000000001"},
+    "tags": {"SS": ["b", "a"]},
+    "avatar": {"B": "AAE="},
+    "lines": {"L": [{"M": {"qty": {"N": "2"}, "big": {"N": "1" * 38}}}]},
+}
+"""An item with a value of every kind the sidecar tags, and a long exact number."""
+
+
 def test_either_build_converts_an_item_the_same_way() -> None:
     # GIVEN an item with a value of every kind the sidecar tags, and a long exact number
-    image = {
-        "id": {"S": "o-1"},
-        "price": {"N": "12.50"},
-        "ledger": {"N": "0.1000000000000000000001"},
-        "tags": {"SS": ["b", "a"]},
-        "avatar": {"B": "AAE="},
-        "lines": {"L": [{"M": {"qty": {"N": "2"}, "big": {"N": "1" * 38}}}]},
-    }
+    image = IMAGE
     # WHEN it is converted by whichever build is loaded
     item, types = lean_item(image)
     # THEN the plain item and the sidecar are the documented ones

@@ -27,17 +27,10 @@ from ddb2bq.deploy.package import (
     build_package,
     find_compiled,
 )
+from tests.unit.test_compiled_build import IMAGE
 
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
 TAG = f"cpython-{sys.version_info[0]}{sys.version_info[1]}"
-IMAGE = {
-    "id": {"S": "o-1"},
-    "price": {"N": "12.50"},
-    "ledger": {"N": "0.1000000000000000000001"},
-    "tags": {"SS": ["b", "a"]},
-    "avatar": {"B": "AAE="},
-    "lines": {"L": [{"M": {"qty": {"N": "2"}, "big": {"N": "9" * 38}}}]},
-}
 
 
 def no_pip(command: Sequence[str]) -> None:
