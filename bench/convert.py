@@ -9,8 +9,9 @@ Lambda runtime hands it to a handler. Three pipelines run over it, in the same p
 
 - ``ddb2bq``: ``from_lambda_event`` -> ``RowBuilder.build`` -> the changelog writer's insertAll
   body ``{"rows": [{"insertId": event_id, "json": changelog_row}, ...]}`` encoded with orjson.
-  The changelog row carries the lossless DynamoDB JSON images, the plain ``item`` and the
-  promoted columns, so this is the whole conversion the Lambda handler does before it sends.
+  The changelog row carries each image as its plain ``item`` and type sidecar (lossless
+  together), the keys and the promoted columns, so this is the whole conversion the Lambda
+  handler does before it sends.
 - ``baseline`` (a): the obvious hand-written Lambda. boto3's ``TypeDeserializer`` per attribute
   (its ``_deserialize_b`` overridden to keep the event's base64 text, the usual fix for its
   ``TypeError`` on Lambda events), then ``json.dumps`` with a default for Decimal (int when
@@ -35,7 +36,9 @@ interpreter imports (pure Python in ``.venv``, an editable install), then the co
 (``setup.py``: what ``pip install .`` installs), in a child process that puts
 ``scripts/compiled.py``'s build first on the path and measures all three pipelines again, its own
 baseline and floor included (``--build loaded`` or ``--build compiled`` for one table). The Lambda
-package is always pure Python (docs/lambda.md), so the first table is the Lambda's.
+package carries the compiled converter only when it is built from a compiled install for the
+function's machine and Python (``ddb2bq package --converter``, docs/lambda.md); the default arm64
+package built elsewhere is pure Python, so the first table is the default Lambda's.
 
 Run from the repository root::
 

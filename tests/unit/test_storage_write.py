@@ -169,6 +169,26 @@ def test_the_one_call_encoding_equals_setting_each_field() -> None:
     assert dict(message_of(writer, writer.encoder.encode(rows[2])))["status"] == "5"
 
 
+def test_the_request_is_the_one_proto_plus_builds_from_its_parts() -> None:
+    # GIVEN a writer and the encoded rows of a batch
+    writer = changelog_writer(FakeWriteClient())
+    payloads = [writer.encoder.encode(r.changelog) for r in rows_of(changes(4))]
+    # WHEN its request is made (in place in the underlying message)
+    request = writer.request(payloads)
+    # THEN it is byte for byte the request proto-plus builds from the stream, schema and rows
+    expected = types.AppendRowsRequest(
+        write_stream=f"{TABLE}/streams/_default",
+        proto_rows=types.AppendRowsRequest.ProtoData(
+            writer_schema=types.ProtoSchema(proto_descriptor=writer.encoder.descriptor),
+            rows=types.ProtoRows(serialized_rows=payloads),
+        ),
+    )
+    assert types.AppendRowsRequest.serialize(request) == types.AppendRowsRequest.serialize(expected)
+    # AND the next request starts empty: nothing of this one is shared with it
+    assert list(writer.request(payloads[:1]).proto_rows.rows.serialized_rows) == payloads[:1]
+    assert len(request.proto_rows.rows.serialized_rows) == 4
+
+
 def message_of(writer: StorageWriteWriter, payload: bytes) -> dict[str, Any]:
     message = writer.encoder.message.FromString(payload)
     return {field.name: value for field, value in message.ListFields()}

@@ -100,7 +100,7 @@ _STATUS_ERRORS: dict[int, type[api.GoogleAPICallError]] = {
 }
 """In-band ``AppendRowsResponse.error`` codes raised as the error a failed call would raise."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_PROTO_ROWS = types.ProtoRows.pb()
+_APPEND_ROWS_REQUEST = types.AppendRowsRequest.pb()
 _package_numbers = itertools.count()
 
 
@@ -349,7 +349,7 @@ class StorageWriteWriter:
         self._cdc = cdc
         self._keys = tuple(keys)
         self.encoder = RowEncoder(columns, cdc=cdc)
-        self._schema = types.ProtoSchema(proto_descriptor=self.encoder.descriptor)
+        self._schema_pb = types.ProtoSchema.pb()(proto_descriptor=self.encoder.descriptor)
         self._overhead = 64 + len(self._stream) + self.encoder.descriptor.ByteSize()
         self._max_bytes = min(max_bytes, MAX_REQUEST_BYTES)
         self._max_rows = max_rows
@@ -373,11 +373,15 @@ class StorageWriteWriter:
 
     def request(self, rows: Sequence[bytes]) -> types.AppendRowsRequest:
         """The ``AppendRowsRequest`` carrying serialized ``rows`` with the writer schema."""
-        # the rows go into the underlying protobuf message in one call: proto-plus would wrap
-        # and check each of them (twice the time for 1,000 rows)
-        serialized = types.ProtoRows.wrap(_PROTO_ROWS(serialized_rows=rows))
-        data = types.AppendRowsRequest.ProtoData(writer_schema=self._schema, rows=serialized)
-        return types.AppendRowsRequest(write_stream=self._stream, proto_rows=data)
+        # built in place in the underlying protobuf message, the rows added in one call, and
+        # wrapped once: proto-plus would check each row, and message arguments to a
+        # constructor are copied (about 1 ms for 1,000 rows; this takes a fortieth of that)
+        request = _APPEND_ROWS_REQUEST(write_stream=self._stream)
+        data = request.proto_rows
+        data.writer_schema.CopyFrom(self._schema_pb)
+        data.rows.serialized_rows.extend(rows)
+        wrapped: types.AppendRowsRequest = types.AppendRowsRequest.wrap(request)
+        return wrapped
 
     def _prepare(self, index: int, rows: Rows, row: Row | None, tally: Tally) -> Pending | None:
         if row is None:
