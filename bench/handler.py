@@ -10,7 +10,9 @@
     alternate between the kinds; the figures are medians of wall time of the whole process
     (interpreter start included). Printed: the import-only ratio (what Lambda's init phase
     costs) and the ratio up to the first write done (target: at most 0.5 for the default
-    writer); the time spent waiting for the emulator's answers to the light REST client (the
+    writer), also as the median of each round's own ratio (a round's runs are side by side, so
+    they share the machine's speed of the moment, which on a shared VM moves by tens of
+    percent); the time spent waiting for the emulator's answers to the light REST client (the
     schema GET and the insertAll POST), and the ratio without it. With the default writer
     (``storage_write``, which writes a cold container's first batches through insertAll while
     the Storage Write client loads in the background: ``ddb2bq.bigquery.warm_start``) also: when
@@ -245,6 +247,8 @@ def cold_start(task: Path, runtime: Path, bigquery: Server, config: Config, runs
             results[kind].append(result)
     start = statistics.median(walls["start"])
     base = start + statistics.median(baseline)
+    # each round's own baseline: its runs ran side by side, at the machine's speed of the moment
+    rounds = [(s, s + b) for s, b in zip(walls["start"], baseline, strict=True)]
     ms = 1000
     print(
         f"(a) cold start: medians of {runs} fresh isolated processes each, writer "
@@ -260,17 +264,23 @@ def cold_start(task: Path, runtime: Path, bigquery: Server, config: Config, runs
         f"    whole processes incl. exit: baseline {statistics.median(walls['baseline']) * ms:.1f}, "
         f"ddb2bq {statistics.median(walls['handler']) * ms:.1f}"
     )
-    _report(results["handler"], start, base, "ddb2bq", target=default)
+    _report(results["handler"], start, base, rounds, "ddb2bq", target=default)
     if default:
         _report_warm_start(results["handler"], start, base)
         print(
             "    the same handler without the warm start (Storage Write loaded at the first write):"
         )
-        _report(results["no_warm_start"], start, base, "before", target=False)
+        _report(results["no_warm_start"], start, base, rounds, "before", target=False)
 
 
 def _report(
-    results: list[dict[str, Any]], start: float, base: float, who: str, *, target: bool
+    results: list[dict[str, Any]],
+    start: float,
+    base: float,
+    rounds: list[tuple[float, float]],
+    who: str,
+    *,
+    target: bool,
 ) -> None:
     ms = 1000
     init = start + statistics.median(r["import"] for r in results)
@@ -284,6 +294,11 @@ def _report(
     print(f"    ratio init phase / baseline:          {init / base:5.2f}")
     goal = "   (target <= 0.5)" if target else ""
     print(f"    ratio to first write done / baseline: {first / base:5.2f}{goal}")
+    own = statistics.median(
+        (begin + r["first_write"]) / baseline
+        for r, (begin, baseline) in zip(results, rounds, strict=True)
+    )
+    print(f"      (the median of the {len(rounds)} rounds' own ratios: {own:.2f})")
     waits = [r["waits"] for r in results]
     get, post = (statistics.median(w.get(m, 0.0) for w in waits) for m in ("GET", "POST"))
     if get or post:
