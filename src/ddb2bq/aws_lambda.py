@@ -41,10 +41,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from ddb2bq import heap
+from ddb2bq.classes import data_class
 from ddb2bq.config import Config, check_function_config, load_config
 from ddb2bq.contract import Deadline, deadline_scope
 from ddb2bq.credentials import CredentialsProvider
@@ -153,7 +154,7 @@ class LambdaContext(Protocol):
 PipelineFactory = Callable[[Config, CredentialsProvider], Pipeline]
 
 
-@dataclass
+@data_class()
 class Handler:
     """The function's logic for one container; :func:`handler` holds the default one.
 

@@ -42,10 +42,11 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
+from ddb2bq.classes import data_class
 from ddb2bq.exceptions import ConfigError
 
 ENV_PREFIX = "DDB2BQ_"
@@ -64,7 +65,7 @@ Architecture = Literal["x86_64", "arm64"]
 PythonVersion = Literal["3.11", "3.12", "3.13"]
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class SourceConfig:
     """The DynamoDB table and where to reach it.
 
@@ -81,7 +82,7 @@ class SourceConfig:
     keys: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class TargetConfig:
     """The BigQuery dataset and tables, and how the mirror is kept."""
 
@@ -97,7 +98,7 @@ class TargetConfig:
     grpc_endpoint: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class ColumnsConfig:
     """Attributes promoted to typed mirror columns; every attribute is always in ``item``.
 
@@ -109,7 +110,7 @@ class ColumnsConfig:
     types: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class DeadLettersConfig:
     """Where changes that cannot be written go, whole."""
 
@@ -120,7 +121,7 @@ class DeadLettersConfig:
     sqs_queue_url: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class RunnerConfig:
     """The stream runner (``ddb2bq run``) and where the runtimes keep their state.
 
@@ -144,7 +145,7 @@ class RunnerConfig:
     report_interval: float = 10.0
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class GoogleConfig:
     """Where the Google credentials come from (see :mod:`ddb2bq.credentials`).
 
@@ -159,7 +160,7 @@ class GoogleConfig:
     secret_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class LambdaConfig:
     """The Lambda function and its event source mapping, as ``ddb2bq template`` writes them.
 
@@ -189,7 +190,7 @@ class LambdaConfig:
     log_retention_days: int = 30
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class Config:
     """The whole configuration, one frozen value per section."""
 

@@ -32,14 +32,15 @@ import contextvars
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
+from ddb2bq.classes import data_class
 from ddb2bq.exceptions import RetryableError
 from ddb2bq.rows import Rows
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class Failure:
     """One change that was not written.
 
@@ -53,7 +54,7 @@ class Failure:
     column: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class WriteResult:
     """What a batch write did: how many rows landed and which changes failed."""
 
@@ -83,7 +84,7 @@ class Writer(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class DeadLetter:
     """A change that cannot be written, kept whole: the original record, the error, the time.
 
@@ -118,7 +119,7 @@ class OutOfTime(RetryableError):  # noqa: N818 (named for what happened, as Retr
     """The deadline came before the work was done: nothing is lost, the caller tries again."""
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class Deadline:
     """The moment by which work must stop: ``at`` on ``clock`` (monotonic seconds).
 

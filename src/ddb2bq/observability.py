@@ -35,12 +35,12 @@ import logging
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
 
+from ddb2bq.classes import data_class
 from ddb2bq.pipeline import BatchResult
 
 NAMESPACE = "ddb2bq"
@@ -103,7 +103,7 @@ def request_context(request_id: str | None) -> Iterator[None]:
         _REQUEST_ID.reset(token)
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class BatchMetrics:
     """What one batch did, for the metrics line and the summary log."""
 

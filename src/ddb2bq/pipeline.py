@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ddb2bq.classes import data_class
 from ddb2bq.config import Config
 from ddb2bq.contract import (
     DeadLetter,
@@ -84,7 +85,7 @@ class Outcome:
 _WRITTEN = Outcome("written")  # one for every change written: an outcome is a value
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class Unparsed:
     """An input record that could not be parsed into a :class:`~ddb2bq.records.Change`.
 
@@ -97,7 +98,7 @@ class Unparsed:
     event_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class BatchResult:
     """One :class:`Outcome` per item of the batch, in the batch's order, and what writing cost."""
 
@@ -116,7 +117,7 @@ class BatchResult:
         return sum(1 for o in self.outcomes if o.status == status)
 
 
-@dataclass
+@data_class()
 class Counters:
     """Running totals over a pipeline's life (a runner's live view, a container's metrics)."""
 
@@ -163,7 +164,7 @@ class ConflictCounter:
             self.counts[column] = self.counts.get(column, 0) + 1
 
 
-@dataclass
+@data_class()
 class _Batch:
     """One :meth:`Pipeline.process` call's working state."""
 

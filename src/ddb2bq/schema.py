@@ -28,9 +28,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
+from ddb2bq.classes import data_class
 from ddb2bq.config import Config, check_column_types
 from ddb2bq.convert import number_kind, parse_number, plain, widen
 from ddb2bq.exceptions import ConfigError, ConversionError
@@ -61,7 +62,7 @@ _SCALAR_TYPES = {"S": "STRING", "B": "BYTES", "BOOL": "BOOL", "M": "JSON", "L": 
 _SET_TYPES = {"SS": "STRING", "BS": "BYTES"}
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class Column:
     """One BigQuery column: ``type`` is ``STRING``, ``NUMERIC``, ``ARRAY<STRING>``, ..."""
 
@@ -101,7 +102,7 @@ class Classifier(Protocol):
     ) -> tuple[Named, dict[str, object]] | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class TableLayout:
     """The columns of one replicated table's changelog and mirror.
 

@@ -20,17 +20,18 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Generic, TypeVar
 
 from ddb2bq.bigquery.errors import brief, classify
+from ddb2bq.classes import data_class
 from ddb2bq.contract import Deadline, current_deadline, deadline_scope, retry_limit
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class Attempted(Generic[T]):
     """What :meth:`RetryPolicy.call` did: the value, or the last error and whether it is
     retryable; ``attempts`` counts the requests sent (0 when the deadline had passed)."""
@@ -46,7 +47,7 @@ class Attempted(Generic[T]):
         return max(self.attempts - 1, 0)
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class RetryPolicy:
     """Bounded exponential backoff with full jitter.
 

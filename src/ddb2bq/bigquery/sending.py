@@ -19,6 +19,7 @@ from typing import Any
 from ddb2bq.bigquery.errors import splittable
 from ddb2bq.bigquery.failures import request_failures, row_failure
 from ddb2bq.bigquery.retry import RetryPolicy
+from ddb2bq.classes import data_class
 from ddb2bq.contract import Failure, WriteResult
 from ddb2bq.records import Change
 
@@ -35,7 +36,7 @@ class Pending:
     insert_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class Refusal:
     """Why a row of a request was not written. ``collateral`` when the row itself was fine
     (``stopped`` by another row's error, or a transient row-level error)."""
@@ -49,7 +50,7 @@ Request = Callable[[list[Pending]], Mapping[int, Refusal]]
 """Sends rows as one request; returns the refusals by position (empty: every row landed)."""
 
 
-@dataclass(slots=True)
+@data_class(slots=True)
 class Tally:
     """What the requests of one batch did, summed into a :class:`WriteResult` at the end."""
 

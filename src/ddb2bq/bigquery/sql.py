@@ -16,13 +16,13 @@ is rejected. Values never reach SQL text: they travel as query parameters (``@na
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ddb2bq.bigquery.errors import classify
 from ddb2bq.bigquery.retry import google_retry
+from ddb2bq.classes import data_class
 from ddb2bq.contract import retry_limit
 from ddb2bq.exceptions import RetryableError, TerminalError
 
@@ -60,7 +60,7 @@ def quote_all(names: Iterable[str]) -> str:
     return ", ".join(quote(name) for name in names)
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class TableRef:
     """A table (or view) ``project.dataset.table``."""
 
@@ -92,7 +92,7 @@ class TableRef:
         return self.api
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class QueryResult:
     """What a query returned: its rows, and for DML the rows it inserted, updated, deleted."""
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from ddb2bq.bigquery.sql import (
     api_retry,
     run_query,
 )
+from ddb2bq.classes import data_class
 from ddb2bq.config import Config, check_column_types, check_table_name
 from ddb2bq.exceptions import ConfigError, RetryableError
 from ddb2bq.schema import (
@@ -78,7 +79,7 @@ SchemaJson = Sequence[Mapping[str, Any]]
 """A table schema's ``fields`` as the REST API spells them (``SchemaField.to_api_repr()``)."""
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class TableRefs:
     """The changelog and the mirror of one replicated table."""
 
@@ -157,7 +158,7 @@ def mirrors_of(config: Config, refs: TableRefs, layout: TableLayout) -> list[Sco
     return scoped_mirrors(layout, refs.mirror, entities, promote=config.columns.promote)
 
 
-@dataclass
+@data_class()
 class InitReport:
     """What :func:`init_tables` did, one sentence per step, and the resulting layout."""
 

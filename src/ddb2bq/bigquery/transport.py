@@ -19,10 +19,10 @@ import socket
 import threading
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
+from ddb2bq.classes import data_class
 from ddb2bq.contract import current_deadline, request_timeout
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ MAX_HEADERS = 100
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class Answer:
     """An HTTP answer: status, headers (names in lower case), body (decompressed)."""
 

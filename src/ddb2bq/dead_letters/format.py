@@ -22,13 +22,14 @@ import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
 
+from ddb2bq.classes import data_class
 from ddb2bq.contract import DeadLetter
 from ddb2bq.exceptions import RecordError
 from ddb2bq.rows import timestamp_text
@@ -170,7 +171,7 @@ def safe_name(table: str) -> str:
     return "_" + name if name.startswith(".") else name
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class Unreadable:
     """A stored line that is not a whole dead letter (cut off by a crash or a full disk, or
     edited by hand). A replay never parses it again nor deletes it: settling its claim moves it,
@@ -185,7 +186,7 @@ class Unreadable:
     line: bytes = field(repr=False)
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class Claim:
     """Letters taken from a store for a replay, and what the store needs to settle them.
 
