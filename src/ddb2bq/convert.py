@@ -398,32 +398,28 @@ def _lean_members(  # noqa: PLR0915 (the hot path: inlined, a call per value cos
                             if type(number) is str:
                                 types = _tagged(types, name, "N")
                         continue
-                # then the other common tags by membership too, in the order of how common
-                elif "M" in value:
-                    raw = value["M"]
-                    if type(raw) is dict:
-                        out[name], inner = _lean_members(raw, depth + 1)
-                        if inner is not None:
-                            types = _tagged(types, name, inner)
-                        continue
-                elif "BOOL" in value:
-                    raw = value["BOOL"]
-                    if type(raw) is bool:
-                        out[name] = raw
-                        continue
-                elif "L" in value:
-                    raw = value["L"]
-                    if type(raw) is list:
-                        out[name], inner = _lean_list(raw, depth + 1)
-                        if inner is not None:
-                            types = _tagged(types, name, inner)
-                        continue
-                elif "NULL" in value:
-                    out[name] = None
-                    continue
                 else:
                     ((tag, raw),) = value.items()
-                    if tag in _TAGGED:
+                    if tag == "M":
+                        if type(raw) is dict:
+                            out[name], inner = _lean_members(raw, depth + 1)
+                            if inner is not None:
+                                types = _tagged(types, name, inner)
+                            continue
+                    elif tag == "L":
+                        if type(raw) is list:
+                            out[name], inner = _lean_list(raw, depth + 1)
+                            if inner is not None:
+                                types = _tagged(types, name, inner)
+                            continue
+                    elif tag == "BOOL":
+                        if type(raw) is bool:
+                            out[name] = raw
+                            continue
+                    elif tag == "NULL":
+                        out[name] = None
+                        continue
+                    elif tag in _TAGGED:
                         out[name] = _TAGGED[tag](raw)
                         if types is None:
                             types = {name: tag}
@@ -470,28 +466,26 @@ def _lean_list(  # noqa: PLR0915 (the hot path, as _lean_members)
                             if type(number) is str:
                                 types = _tagged(types, str(len(out) - 1), "N")
                         continue
-                elif "M" in value:
-                    raw = value["M"]
-                    if type(raw) is dict:
-                        member, inner = _lean_members(raw, depth + 1)
-                        if inner is not None:
-                            types = _tagged(types, str(len(out)), inner)
-                        out.append(member)
-                        continue
-                elif "L" in value:
-                    raw = value["L"]
-                    if type(raw) is list:
-                        listed, inner = _lean_list(raw, depth + 1)
-                        if inner is not None:
-                            types = _tagged(types, str(len(out)), inner)
-                        out.append(listed)
-                        continue
-                elif "NULL" in value:
-                    out.append(None)
-                    continue
                 else:
                     ((tag, raw),) = value.items()
-                    if tag in _TAGGED:
+                    if tag == "M":
+                        if type(raw) is dict:
+                            member, inner = _lean_members(raw, depth + 1)
+                            if inner is not None:
+                                types = _tagged(types, str(len(out)), inner)
+                            out.append(member)
+                            continue
+                    elif tag == "L":
+                        if type(raw) is list:
+                            listed, inner = _lean_list(raw, depth + 1)
+                            if inner is not None:
+                                types = _tagged(types, str(len(out)), inner)
+                            out.append(listed)
+                            continue
+                    elif tag == "NULL":
+                        out.append(None)
+                        continue
+                    elif tag in _TAGGED:
                         converted = _TAGGED[tag](raw)
                         types = _tagged(types, str(len(out)), tag)
                         out.append(converted)
