@@ -63,16 +63,19 @@ def _make(cls: type[T], *, frozen: bool, slots: bool) -> type[T]:
     name = made.__qualname__
     compared = tuple(f.name for f in fields if f.compare)
     key = _key(compared)
-    methods: dict[str, Any] = {
+    made_methods = {
         "__init__": _init(name, fields, hasattr(made, "__post_init__")),
         "__repr__": _repr(tuple(f.name for f in fields if f.repr)),
         "__eq__": _eq(key),
     }
-    if own.get("__hash__") is None:  # none of its own: a dataclass's, the fields' hash when
-        methods["__hash__"] = _hash(key) if frozen else None  # frozen, else unhashable
-    for method, made_method in methods.items():
-        if method not in own or (method == "__hash__" and "__eq__" in own):
+    for method, made_method in made_methods.items():
+        if method not in own:
             setattr(made, method, made_method)
+    # a dataclass's rule: the body's own hash is kept (``__hash__ = None`` beside an ``__eq__``
+    # is Python's, not the body's); else the fields' hash when frozen, and unhashable when not
+    explicit_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
+    if not explicit_hash:
+        made.__hash__ = _hash(key) if frozen else None  # type: ignore[assignment,method-assign]
     if frozen:
         names = frozenset(f.name for f in fields)
         for method in ("__setattr__", "__delattr__"):
@@ -92,11 +95,10 @@ def _refuse_unsupported(made: type, fields: tuple[dataclasses.Field[Any], ...]) 
     for field in made.__dataclass_fields__.values():  # type: ignore[attr-defined]
         if field.name not in known and "ClassVar" not in str(field.type):
             raise TypeError(f"{made.__qualname__}.{field.name}: data_class takes no InitVar")
+    defaulted = False
     for field in fields:
         if field.kw_only is True:
             raise TypeError(f"{made.__qualname__}.{field.name}: data_class takes no kw_only")
-    defaulted = False
-    for field in fields:
         if not field.init:
             continue
         has_default = field.default is not _MISSING or field.default_factory is not _MISSING
@@ -105,26 +107,19 @@ def _refuse_unsupported(made: type, fields: tuple[dataclasses.Field[Any], ...]) 
         defaulted = defaulted or has_default
 
 
-def _install(made: type, own: dict[str, Any], name: str, method: Callable[..., Any]) -> None:
-    if name not in own:
-        setattr(made, name, method)
-
-
 def _init(
     name: str, fields: tuple[dataclasses.Field[Any], ...], post_init: bool
 ) -> Callable[..., None]:
-    taken = tuple(f.name for f in fields if f.init)
-    required = sum(
-        f.default is _MISSING and f.default_factory is _MISSING for f in fields if f.init
+    given: tuple[tuple[str, Any, Any], ...] = tuple(
+        (f.name, f.default, f.default_factory) for f in fields if f.init
     )
+    taken = tuple(field for field, _, _ in given)
+    accepted = frozenset(taken)
+    required = sum(default is _MISSING and factory is _MISSING for _, default, factory in given)
     takes = (
         f"{len(taken) + 1}"
         if required == len(taken)
         else f"from {required + 1} to {len(taken) + 1}"
-    )
-    accepted = frozenset(taken)
-    given: tuple[tuple[str, Any, Any], ...] = tuple(
-        (f.name, f.default, f.default_factory) for f in fields if f.init
     )
     others: tuple[tuple[str, Any, Any], ...] = tuple(
         (f.name, f.default, f.default_factory)

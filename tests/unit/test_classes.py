@@ -179,3 +179,24 @@ def test_what_it_cannot_make_is_refused_when_the_class_is_made() -> None:
         @data_class()
         class Shared:
             items: list[int] = []  # noqa: RUF012
+
+
+BODIES: dict[str, dict[str, Any]] = {
+    "no methods": {},
+    "its own __eq__": {"__eq__": lambda self, other: True},
+    "its own __hash__": {"__hash__": lambda self: 7},
+    "__hash__ = None": {"__hash__": None},
+}
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+@pytest.mark.parametrize("body", BODIES, ids=str)
+def test_the_hash_follows_the_dataclass_rule(frozen: bool, body: str) -> None:
+    # GIVEN a class body with or without its own __eq__ or __hash__, made both ways
+    def make(decorator: Decorator) -> type[Any]:
+        return decorator(type("Keyed", (), {"__annotations__": {"x": "int"}, **BODIES[body]}))
+
+    real, lite = make(dataclasses.dataclass(frozen=frozen)), make(data_class(frozen=frozen))
+    # WHEN an instance is hashed THEN both are unhashable, or hash alike
+    assert (lite.__hash__ is None) == (real.__hash__ is None)
+    assert hashed(lite(1)) == hashed(real(1))
